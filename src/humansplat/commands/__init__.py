@@ -1,0 +1,1 @@
+"""Subcommands of the `humansplat` CLI; each module has ``register(subparsers)``."""

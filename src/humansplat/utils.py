@@ -1,0 +1,54 @@
+"""Small helpers shared by every stage: atomic writes, seeding, progress bars, device choice."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """'cuda' when available unless told otherwise; a clear error when CUDA is asked for but absent."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no CUDA device is available")
+    return dev
+
+
+def progress(iterable=None, total: int | None = None, desc: str = "", disable: bool | None = None, **kw):
+    """A tqdm progress bar on stderr, hidden when stderr is not a terminal unless HUMANSPLAT_PROGRESS=1."""
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        disable = not (sys.stderr.isatty() or os.environ.get("HUMANSPLAT_PROGRESS") == "1")
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kw)
