@@ -1,0 +1,284 @@
+"""`humansplat fit IMAGE... -o DIR`: find the person in each photo and fit the parametric body to them.
+
+Writes, per photo, the folder ``DIR/<name>/`` (atomically: complete or absent):
+
+- ``input.png``     the model's input: the person centred on white at ``--resolution``
+- ``matte.png``     the person matte (grey levels) for that square
+- ``keypoints.png`` COCO-17 keypoints and skeleton (hollow grey rings: low confidence)
+- ``body_front.png`` the fitted body, coloured by body part, over the photo from the photo's camera
+- ``body_side.png`` the fitted body from the subject's left (90 degrees from the photo's camera)
+- ``body.json``     body parameters, the cameras (to re-render from the photo's viewpoint), fit errors
+- ``body.obj``      the fitted body mesh (vertex colours: body parts)
+
+Camera convention (recorded in body.json): OpenCV pinhole, world +Y up, metres. The photo's camera
+sits at (0, 0, 2.5) on +Z looking toward -Z (``orbit_cameras(azimuth=0)``, i.e. in front of a subject
+who faces +Z) with the crop's intrinsics; fitting solves the body's translation and orientation in
+that world. One bad file does not stop the others (one line each on stderr; set HUMANSPLAT_DEBUG=1
+for tracebacks); the exit code is 1 when any photo failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from humansplat.body.fit import FitResult
+    from humansplat.cameras import Cameras
+    from humansplat.preprocess import Preprocessed
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
+CAMERA_DISTANCE = 2.5  # metres from the world origin to the photo's camera (fitting moves the body)
+
+
+def register(subparsers) -> None:
+    from humansplat.preprocess.crop import DEFAULT_FOV_DEG
+
+    p = subparsers.add_parser("fit", help="fit the body model to photos: matte, keypoints, body overlays, body.json/.obj",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos, or folders of photos")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder (one subfolder per photo)")
+    p.add_argument("--resolution", type=int, default=512, help="side of the square crop (default 512)")
+    p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
+    p.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help=f"assumed field of view across the photo's long side, degrees (default {DEFAULT_FOV_DEG:g}); EXIF focal lengths win")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--contact-sheet", type=Path, metavar="PNG", help="also write one picture of every result: photo, keypoints, body front and side per photo (failures listed)")
+    p.add_argument("--thumb", type=int, default=160, help="contact-sheet cell size in pixels (default 160)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from humansplat.cli import UserError
+    from humansplat.utils import pick_device, progress
+
+    if args.resolution < 64 or args.resolution > 4096:
+        raise UserError(f"--resolution must be between 64 and 4096, got {args.resolution}")
+    if args.person is not None and args.person < 0:
+        raise UserError("--person must be 0 (the largest) or more")
+    if not 1.0 <= args.fov <= 170.0:
+        raise UserError(f"--fov must be between 1 and 170 degrees, got {args.fov}")
+    try:
+        device = pick_device(args.device)
+    except (RuntimeError, ValueError) as e:
+        raise UserError(str(e)) from None
+    paths = collect_images(args.images)
+    if not paths:
+        raise UserError("no images found in " + ", ".join(args.images))
+
+    from humansplat.body import BodyModel
+
+    body = BodyModel.load(device)
+    failed, rows = [], []
+    bar = progress(list(zip(paths, output_names(paths))), desc="fit", unit="photo")
+    for path, name in bar:
+        try:
+            fitted = fit_photo(path, body, args.resolution, args.person, args.fov, args.seed)
+            folder = args.output / name
+            write_outputs(fitted, body, folder)
+            if args.contact_sheet:
+                rows.append(sheet_row(folder, name, args.thumb))
+            r = fitted.result
+            bar.write(f"{path}: {fitted.pre.framing}, reprojection {float(r.reprojection_px[0]):.1f} px"
+                      f"{'' if bool(r.converged[0]) else ' (not converged)'}, {fitted.seconds:.1f} s -> {folder}", file=sys.stdout)  # fmt: skip
+        except Exception as e:  # one bad photo must not stop the batch
+            failed.append(path)
+            bar.write(f"humansplat fit: {_describe(path, e)}", file=sys.stderr)
+            if os.environ.get("HUMANSPLAT_DEBUG"):
+                traceback.print_exc()
+            if args.contact_sheet:
+                rows.append(sheet_row(None, name, args.thumb, path, _describe(path, e)))
+    if args.contact_sheet and rows:
+        from humansplat.media import contact_sheet, save_image
+
+        save_image(args.contact_sheet, contact_sheet(rows, cols=2 if len(rows) > 4 else 1, pad=6))
+        print(f"contact sheet: {args.contact_sheet}")
+    if failed:
+        print(f"humansplat fit: {len(failed)} of {len(paths)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@dataclass
+class PhotoFit:
+    """One photo's preprocessing, its camera and the body fitted to it."""
+
+    pre: Preprocessed
+    camera: Cameras
+    result: FitResult
+    seconds: float
+
+
+def fit_photo(path, body, resolution: int = 512, person: int | None = None, fov_deg: float = 50.0, seed: int = 0) -> PhotoFit:
+    """Preprocess one photo and fit the body to its keypoints and matte, in the photo's camera."""
+    from humansplat.body.fit import fit_body
+    from humansplat.preprocess import preprocess
+    from humansplat.utils import seed_everything
+
+    start = time.perf_counter()
+    seed_everything(seed)
+    pre = preprocess(path, resolution=resolution, person=person, fov_deg=fov_deg)
+    cam = pre.camera(CAMERA_DISTANCE).to(body.device)
+    result = fit_body(pre.keypoints[None].to(body.device), pre.confidence[None].to(body.device), cam,
+                      mask=pre.mask.to(body.device), body=body)  # fmt: skip
+    return PhotoFit(pre, cam, result, time.perf_counter() - start)
+
+
+def write_outputs(fitted: PhotoFit, body, folder: Path) -> None:
+    """All of one photo's outputs, into a temporary folder renamed to ``folder`` when complete."""
+    from humansplat.body import colorize_labels
+    from humansplat.meshes import save_obj
+    from humansplat.preprocess.overlay import draw_keypoints, overlay, to_pil
+    from humansplat.utils import atomic_dir
+
+    pre, r = fitted.pre, fitted.result
+    verts = r.output.vertices[0].detach()
+    side = side_camera(verts, fitted.camera)
+    colours, alpha = render_body(body, verts, [fitted.camera, side])
+    with atomic_dir(folder) as tmp:
+        to_pil(pre.image).save(tmp / "input.png")
+        to_pil(pre.mask).convert("L").save(tmp / "matte.png")
+        draw_keypoints(pre.image, pre.keypoints, pre.confidence).save(tmp / "keypoints.png")
+        overlay(pre.image, colours[0].permute(2, 0, 1), alpha[0].permute(2, 0, 1), opacity=0.7).save(tmp / "body_front.png")
+        to_pil(colours[1] * alpha[1] + (1 - alpha[1])).save(tmp / "body_side.png")
+        save_obj(tmp / "body.obj", verts, body.faces, colorize_labels(body.vertex_labels).float() / 255)
+        record = body_record(fitted, side)
+        (tmp / "body.json").write_text(json.dumps(record, indent=1))
+
+
+def body_record(fitted: PhotoFit, side) -> dict:
+    """What body.json holds: enough to re-render the body from the photo's viewpoint and to judge the fit."""
+    from humansplat import __version__
+    from humansplat.preprocess import COCO17_NAMES
+
+    pre, r = fitted.pre, fitted.result
+    uv, observed = r.keypoints_2d[0].cpu(), pre.keypoints
+    err = (uv - observed).norm(dim=-1).tolist()
+
+    def keypoint(i: int) -> dict:
+        return {"observed": observed[i].tolist(), "confidence": float(pre.confidence[i]), "fitted": uv[i].tolist(), "error_px": err[i]}
+    return {
+        "humansplat_version": __version__,
+        "source": pre.source,
+        "image": {k: v for k, v in pre.to_dict().items() if k not in ("keypoints", "K")},
+        "camera": {
+            **fitted.camera[0].to_dict(),
+            "note": "the photo's camera for the square crop (input.png): OpenCV (x right, y down, z forward), "
+            "w2c world-to-camera, metres, world +Y up, subject facing +Z; camera on +Z looking toward -Z. "
+            "humansplat.cameras.Cameras.from_dict(camera) re-renders the photo's viewpoint",
+        },
+        "side_camera": side[0].to_dict(),
+        "body": r.params[0].to_dict(),
+        "fit": {
+            "reprojection_px": float(r.reprojection_px[0]),
+            "converged": bool(r.converged[0]),
+            "loss": float(r.loss[0]),
+            "seconds": round(fitted.seconds, 3),
+            "keypoints": {name: keypoint(i) for i, name in enumerate(COCO17_NAMES)},
+        },
+    }
+
+
+def side_camera(vertices, camera, azimuth: float = 90.0):
+    """A camera on the subject's left (world +X side), at the photo camera's field of view, framing the body."""
+    import math
+
+    from humansplat.cameras import Cameras, fov_from_intrinsics, orbit_cameras
+
+    lo, hi = vertices.amin(0), vertices.amax(0)
+    centre, radius = (lo + hi) / 2, float((hi - lo).norm() / 2)
+    fov = fov_from_intrinsics(camera.K[0].cpu(), camera.height)
+    dist = radius / math.sin(math.radians(fov) / 2) * 1.02
+    cam = orbit_cameras(azimuth, 0.0, radius=dist, target=centre.cpu(), fov_deg=fov, size=(camera.width, camera.height))
+    return Cameras(cam.K, cam.w2c, cam.width, cam.height).to(vertices.device)
+
+
+def render_body(body, vertices, cameras: list):
+    """The body in body-part colours, shaded by the view angle, in each camera: rgb (V, H, W, 3) and
+    alpha (V, H, W, 1) tensors (a quick painter's-algorithm preview, see ``paint_mesh``)."""
+    import torch
+
+    from humansplat.body import colorize_labels
+    from humansplat.preprocess.overlay import paint_mesh
+
+    vertex_colours = colorize_labels(body.vertex_labels).float().cpu() / 255
+    faces = body.faces.cpu()
+    face_colours = vertex_colours[faces].mean(1)
+    rgbs, alphas = zip(*(paint_mesh(vertices, faces, face_colours, cam) for cam in cameras))
+    return torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(alphas))[..., None]
+
+
+def sheet_row(folder: Path | None, name: str, size: int, photo: Path | None = None, error: str = "") -> np.ndarray:
+    """A contact-sheet row: input, keypoints, body front, body side; for a failure, the photo (when it
+    loads) and the error message."""
+    from PIL import Image, ImageDraw
+
+    cells = []
+    if folder is not None:
+        cells = [Image.open(folder / f).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+                 for f in ("input.png", "keypoints.png", "body_front.png", "body_side.png")]  # fmt: skip
+    else:
+        from humansplat.preprocess import load_image
+
+        cell = Image.new("RGB", (size, size), (235, 235, 235))
+        try:
+            img = Image.fromarray((load_image(photo).rgb * 255).astype(np.uint8))
+            img.thumbnail((size, size))
+            cell.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+        except Exception:
+            pass
+        note = Image.new("RGB", (3 * size, size), (255, 235, 235))
+        lines = textwrap.wrap("FAILED: " + error, width=max(20, 3 * size // 7))[: size // 14]
+        ImageDraw.Draw(note).multiline_text((6, 16), "\n".join(lines), fill=(150, 0, 0))
+        cells = [cell, note]
+    row = Image.new("RGB", (4 * size, size), "white")
+    x = 0
+    for c in cells:
+        row.paste(c, (x, 0))
+        x += c.width
+    ImageDraw.Draw(row).text((4, 2), name[:24], fill=(0, 0, 0))
+    return np.asarray(row)
+
+
+def collect_images(items: list[str]) -> list[Path]:
+    """Files as given (kept even when not images: they fail with a clear message); folders expanded to
+    the images directly inside them, sorted."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        else:
+            out.append(p)
+    return out
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """One folder name per photo: its stem, made unique with -2, -3, ... when stems repeat."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        n = seen.get(p.stem, 0) + 1
+        seen[p.stem] = n
+        names.append(p.stem if n == 1 else f"{p.stem}-{n}")
+    return names
+
+
+def _describe(path: Path, e: Exception) -> str:
+    from humansplat.preprocess import ImageError, PersonNotFound
+
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, ImageError):
+        return msg  # already names the file
+    if isinstance(e, PersonNotFound):
+        return f"{path}: {msg}"
+    return f"{path}: {type(e).__name__}: {msg}"

@@ -1,0 +1,28 @@
+"""Photo preprocessing: load any image, find and matte the person, 2D keypoints, square crop + intrinsics.
+
+Entry point: ``preprocess(path_or_array, resolution=512, person=None) -> Preprocessed``.
+"""
+
+from .crop import (
+    DEFAULT_FOV_DEG,
+    Preprocessed,
+    photo_intrinsics,
+    preprocess,
+    square_crop,
+)
+from .image_io import ImageError, LoadedImage, load_image
+from .person import COCO17_NAMES, PersonNotFound, detect_person
+
+__all__ = [
+    "preprocess",
+    "Preprocessed",
+    "load_image",
+    "LoadedImage",
+    "ImageError",
+    "PersonNotFound",
+    "detect_person",
+    "photo_intrinsics",
+    "square_crop",
+    "COCO17_NAMES",
+    "DEFAULT_FOV_DEG",
+]

@@ -1,0 +1,290 @@
+"""Photo preprocessing: robust loading, person detection, crop + intrinsics."""
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from humansplat.cameras import (
+    Cameras,
+    crop_intrinsics,
+    intrinsics_from_fov,
+    look_at,
+    project_points,
+    resize_intrinsics,
+)
+from humansplat.preprocess import (
+    ImageError,
+    PersonNotFound,
+    load_image,
+    preprocess,
+    square_crop,
+)
+from humansplat.preprocess.person import COCO17_NAMES, MEDIAPIPE_TO_COCO17, framing_of
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+PEXELS = PHOTOS / "pexels" / "pexels-zdmit-6780091.png"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples"
+
+try:
+    import mediapipe  # noqa: F401
+
+    HAVE_MP = True
+except ImportError:
+    HAVE_MP = False
+needs_mp = pytest.mark.skipif(not HAVE_MP, reason="mediapipe (the 'photo' extra) is not installed")
+
+
+def _photo() -> Path:
+    for p in [PEXELS, *sorted(EXAMPLE.glob("*.png"))]:
+        if p.exists():
+            return p
+    pytest.skip("no pexels photo available (../shared/photos or examples/)")
+
+
+def _gradient(w=120, h=90) -> np.ndarray:
+    x, y = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    return (np.stack([x, y, 1 - x], -1) * 255).round().astype(np.uint8)
+
+
+def _png16_rgb(a: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
+    h, w, _ = a.shape
+    raw = b"".join(b"\x00" + a[i].astype(">u2").tobytes() for i in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    a = np.full((90, 120, 3), 255, np.uint8)
+    a[:30, :40] = (255, 0, 0)  # red block at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = stored rotated 90 degrees clockwise
+    Image.fromarray(a).save(tmp_path / "r.jpg", quality=95, exif=exif.tobytes())
+    img = load_image(tmp_path / "r.jpg")
+    assert img.size == (90, 120) and img.original_size == (90, 120)
+    assert img.rgb[10, 80, 0] > 0.9 and img.rgb[10, 80, 1] < 0.2  # now at the top-right
+    assert img.rgb[10, 10].min() > 0.9  # top-left is white
+
+
+def test_rgba_alpha_is_the_matte(tmp_path):
+    a = np.zeros((90, 120, 4), np.uint8)
+    a[20:70, 40:80] = (10, 200, 30, 255)
+    Image.fromarray(a).save(tmp_path / "c.png")
+    img = load_image(tmp_path / "c.png")
+    assert img.alpha is not None and img.alpha.shape == (90, 120)
+    assert img.alpha[45, 60] == 1.0 and img.alpha[5, 5] == 0.0
+    assert np.allclose(img.rgb[45, 60], np.array([10, 200, 30]) / 255, atol=1e-6)
+
+
+def test_nearly_opaque_alpha_is_flattened_on_white(tmp_path):
+    a = np.dstack([_gradient(), np.full((90, 120), 255, np.uint8)])
+    a[:, 0, 3] = 0  # a one-pixel transparent border is not a matte
+    Image.fromarray(a).save(tmp_path / "o.png")
+    img = load_image(tmp_path / "o.png")
+    assert img.alpha is None
+    assert np.allclose(img.rgb[:, 0], 1.0) and np.allclose(img.rgb[5, 60], _gradient()[5, 60] / 255, atol=1e-6)
+
+
+def test_grayscale_and_palette(tmp_path):
+    g = _gradient()[..., 0]
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    img = load_image(tmp_path / "g.png")
+    assert img.rgb.shape == (90, 120, 3) and np.allclose(img.rgb[..., 0], g / 255) and np.allclose(img.rgb[..., 2], g / 255)
+    idx = np.ones((90, 120), np.uint8)
+    idx[:, :40] = 0  # index 0 is transparent
+    idx[60:, 60:] = 2
+    p = Image.fromarray(idx, "P")
+    p.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * 759)
+    p.save(tmp_path / "p.png", transparency=0)
+    img = load_image(tmp_path / "p.png")
+    assert img.alpha is not None and np.all(img.alpha[:, :40] == 0) and np.all(img.alpha[:, 40:] == 1)
+    assert np.allclose(img.rgb[10, 50], (1, 0, 0)) and np.allclose(img.rgb[80, 100], (0, 0, 1))
+
+
+def test_16bit_png_and_tiff(tmp_path):
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 65536, (90, 120), dtype=np.uint16)
+    Image.fromarray(g).save(tmp_path / "g16.png")
+    Image.fromarray(g).save(tmp_path / "g16.tif")
+    for name in ("g16.png", "g16.tif"):
+        img = load_image(tmp_path / name)
+        assert np.allclose(img.rgb[..., 1], g / 65535.0, atol=1e-6), name
+    rgb16 = rng.integers(0, 65536, (90, 120, 3), dtype=np.uint16)
+    (tmp_path / "c16.png").write_bytes(_png16_rgb(rgb16))
+    img = load_image(tmp_path / "c16.png")
+    assert np.abs(img.rgb - rgb16 / 65535.0).max() <= 1 / 255 + 1e-6
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.new("CMYK", (120, 90), (255, 0, 0, 0)).save(tmp_path / "c.jpg", quality=95)  # pure cyan
+    img = load_image(tmp_path / "c.jpg")
+    assert img.rgb[45, 60, 0] < 0.1 and img.rgb[45, 60, 1:].min() > 0.9
+
+
+def test_tiny_image_is_refused(tmp_path):
+    Image.fromarray(_gradient(100, 40)).save(tmp_path / "t.png")
+    with pytest.raises(ImageError, match="too small"):
+        load_image(tmp_path / "t.png")
+
+
+def test_huge_image_is_downscaled_with_its_scale(tmp_path):
+    Image.fromarray(np.zeros((2800, 4200, 3), np.uint8) + 128).save(tmp_path / "h.jpg", quality=50)
+    img = load_image(tmp_path / "h.jpg")
+    assert img.original_size == (4200, 2800) and max(img.size) == 2048
+    assert img.scale == pytest.approx(2048 / 4200)
+    a = np.zeros((100, 4200, 4), np.uint8)
+    a[:, 2000:2200] = 255
+    img = load_image(a)
+    assert img.size == (2048, 49) or img.size == (2048, 48)  # 100 * 2048/4200 = 48.8
+    assert img.alpha is not None and img.alpha[:, 1024].min() > 0.99 and img.alpha[:, 10].max() == 0
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "truncated", "empty", "text", "missing"])
+def test_bad_files_give_one_line_errors(tmp_path, kind):
+    buf = io.BytesIO()
+    Image.fromarray(_gradient(300, 200)).save(buf, "PNG")
+    path = tmp_path / "bad.png"
+    if kind == "corrupt":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)))
+    elif kind == "truncated":
+        path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path = tmp_path / "notes.jpg"
+        path.write_text("this is not an image\n")
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert isinstance(e.value, ValueError)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg
+
+
+def test_array_inputs():
+    assert load_image(_gradient()).rgb.shape == (90, 120, 3)
+    assert np.allclose(load_image(np.full((80, 80), 65535, np.uint16)).rgb, 1.0)
+    with pytest.raises(ImageError):
+        load_image(np.zeros((80, 80, 2), np.uint8))
+    with pytest.raises(ImageError):
+        load_image(np.full((80, 80, 3), np.nan, np.float32))
+
+
+# ------------------------------------------------------------------------------------ crop + intrinsics
+
+
+@pytest.mark.parametrize("center,side", [((300.0, 200.0), 250.0), ((40.0, 420.0), 333.0)])
+def test_crop_intrinsics_follow_the_pixels(center, side):
+    """A 3D point drawn as a dot with the original K is found where the crop's K projects it."""
+    W, H, S = 640, 480, 128
+    K = intrinsics_from_fov(50.0, W, H, axis="x")
+    cam = Cameras(K[None], look_at(torch.tensor([[0.0, 0.0, 3.0]]), torch.zeros(1, 3)), W, H)
+    u, v, d = center[0] + 0.21 * side, center[1] - 0.13 * side, 2.7  # a point inside the crop, 2.7 m away
+    X_cam = torch.tensor([(u - K[0, 2]) / K[0, 0] * d, (v - K[1, 2]) / K[1, 1] * d, d, 1.0])
+    X = (cam.c2w[0] @ X_cam)[None, None, :3]
+    uv, _ = project_points(X, cam)
+    assert torch.allclose(uv[0, 0], torch.tensor([u, v]), atol=1e-3)
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    blob = np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 4.0**2)).astype(np.float32)
+    rgb = np.repeat((1.0 - blob)[..., None], 3, -1)
+    image, mask, (x0, y0, s) = square_crop(rgb, np.ones((H, W), np.float32), center, side, S)
+    K2 = resize_intrinsics(crop_intrinsics(K, x0, y0), S / s)
+    uv2, _ = project_points(X, Cameras(K2[None], cam.w2c, S, S))
+    dark = (1.0 - image[0]).numpy()
+    gy, gx = np.mgrid[0:S, 0:S] + 0.5
+    found = np.array([(dark * gx).sum(), (dark * gy).sum()]) / dark.sum()
+    assert np.abs(found - uv2[0, 0].numpy()).max() < 0.25
+    assert 0 < mask.mean() <= 1 and image.shape == (3, S, S)
+
+
+def test_square_crop_pads_white_outside_the_image():
+    rgb = np.zeros((100, 100, 3), np.float32)
+    image, mask, (x0, y0, s) = square_crop(rgb, np.ones((100, 100), np.float32), (0.0, 50.0), 100, 100)
+    assert (x0, y0, s) == (-50, 0, 100)
+    assert torch.all(image[:, :, :45] == 1.0) and torch.all(mask[:, :, :45] == 0.0)
+    assert torch.all(image[:, :, 55:] == 0.0) and torch.all(mask[:, :, 55:] == 1.0)
+
+
+def test_framing_from_visible_keypoints():
+    c = np.zeros(17)
+    c[:5] = 1
+    assert framing_of(c) == "head_only"
+    c[5:7] = 1
+    assert framing_of(c) == "half_body"
+    c[15] = 1
+    assert framing_of(c) == "full_body"
+
+
+# ------------------------------------------------------------------------------------ real photos
+
+
+@needs_mp
+def test_coco_mapping_matches_mediapipe_names():
+    import mediapipe as mp
+
+    assert [mp.solutions.pose.PoseLandmark(i).name.lower() for i in MEDIAPIPE_TO_COCO17] == list(COCO17_NAMES)
+
+
+@needs_mp
+def test_real_photo(tmp_path):
+    path = _photo()
+    p = preprocess(path, resolution=256)
+    assert p.image.shape == (3, 256, 256) and p.mask.shape == (1, 256, 256)
+    assert p.framing == "full_body" and not p.is_partial and p.intrinsics_source == "assumed"
+    conf, kp = p.confidence.numpy(), p.keypoints.numpy()
+    assert (conf[[0, 5, 6, 11, 12]] > 0.8).all()
+    assert kp[0, 1] < kp[5, 1] < kp[11, 1] < kp[15, 1]  # nose above shoulders above hips above ankles
+    # the subject faces the camera: their left shoulder is on the image's right
+    assert kp[5, 0] > kp[6, 0]
+    # the person fills most of the square, centred, on white
+    fg = (p.mask[0] > 0.5).nonzero()
+    extent = (fg.max(0).values - fg.min(0).values).max().item() / 256
+    assert 0.75 < extent < 0.95
+    assert p.image[:, :3, :3].min() > 0.98
+    # K of the crop = the original K moved by the crop box and scaled to 256
+    x0, y0, x1, _ = p.crop_box
+    K = resize_intrinsics(crop_intrinsics(p.K_original, x0, y0), 256 / (x1 - x0))
+    assert torch.allclose(K, p.K, atol=1e-3)
+    assert p.K_original[0, 0].item() == pytest.approx(max(p.original_size) / (2 * np.tan(np.radians(25))), rel=1e-5)
+
+
+@needs_mp
+def test_no_person_and_missing_person():
+    with pytest.raises(PersonNotFound):
+        preprocess(np.full((200, 160, 3), 0.8, np.float32), resolution=64)
+    with pytest.raises(PersonNotFound, match="person 3"):
+        preprocess(_photo(), resolution=64, person=3)
+
+
+@needs_mp
+def test_several_people_largest_first_and_selectable():
+    im = Image.open(_photo()).convert("RGBA")
+    big = im.resize((im.width * 700 // im.height, 700))
+    small = im.resize((im.width * 450 // im.height, 450))
+    canvas = Image.new("RGB", (1000, 760), (235, 235, 235))
+    canvas.paste(big, (30, 30), big)
+    canvas.paste(small, (600, 280), small)
+    a = np.asarray(canvas)
+    first, second = preprocess(a, resolution=128), preprocess(a, resolution=128, person=1)
+    assert first.candidates == second.candidates == 2
+    assert (first.crop_box[0] + first.crop_box[2]) / 2 < 500 < (second.crop_box[0] + second.crop_box[2]) / 2
+    assert first.crop_box[2] - first.crop_box[0] > second.crop_box[2] - second.crop_box[0]
+
+
+@needs_mp
+def test_half_body_photo_is_flagged_partial():
+    path = PHOTOS / "lhm" / "000000_half2.jpg"
+    if not path.exists():
+        pytest.skip("../shared/photos/lhm is not available")
+    p = preprocess(path, resolution=128)
+    assert p.framing == "half_body" and p.is_partial
+    conf = p.confidence.numpy()
+    assert (conf[[5, 6]] > 0.8).all() and (conf[13:] <= 0.05).all()  # shoulders seen, legs out of the photo
