@@ -55,6 +55,11 @@ def test_container_shapes_select_cat():
     assert torch.all(both.sh[10:, 1:] == 0)
     batched = Gaussians(*(t.expand(2, *t.shape) for t in (g.means, g.quats, g.log_scales, g.opacity_logits, g.sh, g.features)))
     assert batched.batch_shape == (2,) and batched.select(slice(0, 4)).means.shape == (2, 4, 3)
+    first = batched[1]
+    assert first.batch_shape == () and first.num == 10
+    torch.testing.assert_close(first.sh, g.sh)
+    with pytest.raises(IndexError):
+        g[0]
     with pytest.raises(ValueError):
         Gaussians(g.means, g.quats[:5], g.log_scales, g.opacity_logits, g.sh)
     with pytest.raises(ValueError):

@@ -14,6 +14,11 @@ import sys
 # Modules (under humansplat.commands) that add subcommands, in the order `--help` lists them.
 COMMANDS = [
     "render",
+    "train",
+    "eval",
+    "fit",
+    "data",
+    "reconstruct",
 ]
 
 

@@ -92,6 +92,12 @@ class Gaussians:
     def detach(self) -> "Gaussians":
         return self._map(lambda t: t.detach())
 
+    def __getitem__(self, index) -> "Gaussians":
+        """Index the batch dimensions (not N): ``g[0]`` is the first scene of a (B, N) batch."""
+        if not self.batch_shape:
+            raise IndexError("Gaussians: no batch dimension to index; use select() to pick Gaussians")
+        return self._map(lambda t: t[index])
+
     def select(self, index: Tensor | slice) -> "Gaussians":
         """Gaussians picked along N by a boolean mask or integer indices (same selection for every batch item)."""
         def pick(t: Tensor) -> Tensor:

@@ -1,0 +1,66 @@
+"""Per-stage timings of one photo -> Gaussians (goals: <= 30 s on 2 CPU cores, <= 0.5 s warm on an H100).
+
+    python benchmarks/reconstruct.py [--device cpu|cuda] [--runs 3] [--threads 2] [IMAGE ...]
+
+Loads the pipeline once (reported apart), runs one warm-up, then ``--runs`` timed runs per photo, and
+prints the median of each stage: preprocess (load, matte, keypoints, crop), body fit, reconstruction.
+Writing outputs (turntable renders, videos) is not part of the reconstruction and is timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTO = ROOT / "examples" / "pexels-zdmit-6780091.png"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="*", type=Path)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the CPU goal is for 2)")
+    ap.add_argument("--weights", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from humansplat.commands.reconstruct import write_outputs
+    from humansplat.pipeline import Pipeline
+
+    images = args.images or [DEFAULT_PHOTO]
+    t = time.perf_counter()
+    pipe = Pipeline(args.weights, args.device)
+    load = time.perf_counter() - t
+    device = pipe.meta["device_name"]
+    print(f"device: {pipe.device} ({device}), torch {torch.__version__}, threads {torch.get_num_threads()}, model load {load:.2f} s")
+    rows = []
+    for path in images:
+        pipe(path)  # warm-up
+        runs = []
+        for _ in range(args.runs):
+            r = pipe(path)
+            runs.append(dict(r.timings, total=sum(r.timings.values())))
+        t = time.perf_counter()
+        out = Path("/tmp/humansplat-bench") / path.stem
+        write_outputs(r, pipe, out, frames=48, size=512)
+        writes = time.perf_counter() - t
+        med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        rows.append((path.name, r.structure_prior, r.gaussians.num, med, writes))
+    stages = list(rows[0][3])
+    head = f"| photo | prior | Gaussians | " + " | ".join(f"{s} (s)" for s in stages) + " | outputs (s) |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for name, prior, n, med, writes in rows:
+        print(f"| {name} | {prior} | {n} | " + " | ".join(f"{med[s]:.3f}" for s in stages) + f" | {writes:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`humansplat train CONFIG`: train the autoencoder or the reconstructor on synthetic data made on the fly.
+
+Multi-GPU: the same command under ``torchrun --nproc_per_node N -m humansplat.cli train CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the autoencoder or the reconstructor (configs/*.json)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="training config (JSON), e.g. configs/main.json")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run directory")
+    p.add_argument("--max-steps", type=int, help="override max_steps")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="override time_budget_minutes")
+    p.add_argument("--autoencoder", metavar="DIR", help="override the config's trained autoencoder directory")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks per rank")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from humansplat.cli import UserError
+    from humansplat.train.config import TrainConfig
+    from humansplat.train.trainer import Trainer
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise UserError(f"config not found: {path}")
+    try:
+        config = TrainConfig.load(path)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"bad config {path}: {e}") from e
+    if args.autoencoder:
+        config.autoencoder = str(Path(args.autoencoder).resolve())
+    if args.time_budget is not None:
+        config.time_budget_minutes = args.time_budget
+    run_dir = Path(args.out) if args.out else Path("runs") / path.stem
+    if (run_dir / "state.json").exists() and not args.resume:
+        raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
+    if args.resume and not (run_dir / "state.json").exists():
+        raise UserError(f"--resume: no checkpoint in {run_dir}")
+    if config.phase == "reconstructor" and (not config.autoencoder or not Path(config.autoencoder, "model.safetensors").is_file()):
+        raise UserError(f"the autoencoder named by the config is missing: {config.autoencoder} (train it first)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    export = Trainer(config, run_dir, resume=args.resume, max_steps=args.max_steps, device=args.device).fit()
+    print(f"weights: {export}")
+    return 0

@@ -1,0 +1,136 @@
+"""Cameras of the synthetic data: orbit views, handheld-photo input views and the benchmark protocol.
+
+Subjects are centred (the posed body's bounding-box centre at the origin) and given by sample points
+of their visible surfaces (``points`` (B,P,3) with ``valid`` (B,P)). Every camera is fitted so the
+subject fills a chosen fraction of the frame (see ``fit_distance``).
+Random draws come from a CPU ``torch.Generator``; cameras are returned on ``device``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from humansplat.cameras import Cameras, look_at, orbit_positions
+
+__all__ = ["orbit_views", "input_views", "benchmark_views", "fit_distance"]
+
+
+def _u(shape, g, lo: float, hi: float) -> Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=g)
+
+
+def fit_distance(points: Tensor, valid: Tensor, target: Tensor, direction: Tensor, fov_deg: Tensor, fill: Tensor) -> Tensor:
+    """Smallest distance from ``target`` along unit ``direction`` (towards the camera) at which every valid
+    point lies within ``fill`` of the half field of view (vertically and horizontally, square images).
+
+    points (B,P,3), valid (B,P); target, direction (B,V,3); fov_deg, fill broadcast to (B,V) -> (B,V).
+    """
+    fwd = -direction
+    right = F.normalize(torch.cross(fwd, torch.tensor([0.0, 1.0, 0.0]).expand_as(fwd), dim=-1), dim=-1)
+    up = torch.cross(right, fwd, dim=-1)
+    rel = points[:, None] - target[:, :, None]  # (B,V,P,3)
+    x = (rel * right[:, :, None]).sum(-1).abs()
+    y = (rel * up[:, :, None]).sum(-1).abs()
+    z = (rel * fwd[:, :, None]).sum(-1)  # > 0: beyond the target
+    T = (torch.tan(torch.deg2rad(torch.as_tensor(fov_deg)) / 2) * fill).expand(target.shape[:2])
+    need = torch.maximum(x, y) / T[..., None] - z
+    return need.masked_fill(~valid[:, None], float("-inf")).amax(-1).clamp_min(0.3)
+
+
+def _cameras(eye: Tensor, target: Tensor, fov_deg: Tensor, res: int, roll_deg: Tensor | None = None) -> Cameras:
+    w2c = look_at(eye, target)
+    if roll_deg is not None:
+        r = torch.deg2rad(roll_deg)
+        c, s, z, o = r.cos(), r.sin(), torch.zeros_like(r), torch.ones_like(r)
+        Rz = torch.stack([c, -s, z, s, c, z, z, z, o], -1).reshape(*r.shape, 3, 3)
+        w2c = w2c.clone()
+        w2c[..., :3, :] = Rz @ w2c[..., :3, :]
+    f = res / (2 * torch.tan(torch.deg2rad(fov_deg) / 2))
+    K = torch.zeros(*fov_deg.shape, 3, 3)
+    K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = f, f, res / 2, res / 2, 1.0
+    return Cameras(K, w2c, res, res)
+
+
+def orbit_views(
+    points: Tensor,
+    valid: Tensor,
+    views: int,
+    resolution: int,
+    generator: torch.Generator,
+    fov_deg: float = 39.6,
+    elevation: tuple[float, float] = (-10.0, 30.0),
+    fill: tuple[float, float] = (0.75, 0.92),
+) -> Cameras:
+    """``views`` cameras per subject evenly around it (random start azimuth), each at a random
+    elevation, all at one distance per subject, looking at the origin: batch (B, views)."""
+    points, valid = points.detach().cpu().float(), valid.detach().cpu()
+    B = points.shape[0]
+    az = _u((B, 1), generator, 0.0, 360.0) + torch.arange(views) * (360.0 / views)
+    el = _u((B, views), generator, *elevation)
+    fov = torch.full((B, views), float(fov_deg))
+    direction = orbit_positions(az, el, torch.ones(B, views))
+    target = torch.zeros(B, views, 3)
+    d = fit_distance(points, valid, target, direction, fov, _u((B, 1), generator, *fill)).amax(1, keepdim=True)
+    eye = direction * d[..., None]
+    return _cameras(eye, target, fov, resolution)
+
+
+def input_views(
+    points: Tensor,
+    valid: Tensor,
+    keypoints: Tensor,
+    resolution: int,
+    generator: torch.Generator,
+    fov: tuple[float, float] = (30.0, 65.0),
+    elevation: tuple[float, float] = (-10.0, 25.0),
+    azimuth_std: float = 25.0,
+    any_azimuth: float = 0.15,
+    fill: tuple[float, float] = (0.7, 0.95),
+    half_body: float = 0.2,
+    roll_std: float = 3.0,
+) -> Cameras:
+    """One camera per subject placed like a handheld photo: mostly from the front, a random field of
+    view, elevation, distance and roll, the subject a little off-centre; with probability ``half_body``
+    framed from the head down to around the hips (what lies lower may leave the frame). Batch (B, 1)."""
+    g = generator
+    points, valid, kp = points.detach().cpu().float(), valid.detach().cpu(), keypoints.detach().cpu().float()
+    B = points.shape[0]
+    az = torch.where(torch.rand(B, generator=g) < any_azimuth, _u(B, g, -180.0, 180.0), torch.randn(B, generator=g) * azimuth_std)
+    el = _u(B, g, *elevation)
+    fov_deg = _u(B, g, *fov)
+    f = _u(B, g, *fill)
+    crop = torch.rand(B, generator=g) < half_body
+    hip_y, sh_y = kp[:, 11:13, 1].mean(1), kp[:, 5:7, 1].mean(1)
+    bottom = torch.where(crop, hip_y - _u(B, g, -0.1, 0.3) * (sh_y - hip_y), torch.full((B,), -1e3))
+    keep = valid & (points[..., 1] >= bottom[:, None])
+    big = torch.where(keep[..., None], points, torch.nan)
+    lo, hi = big.nan_to_num(1e3).amin(1), big.nan_to_num(-1e3).amax(1)
+    target = (lo + hi) / 2
+    direction = orbit_positions(az, el, torch.ones(B))
+    # off-centre framing: move the aim by up to 60% of the slack the fill leaves
+    half = (hi - lo).amax(1) / 2
+    right = F.normalize(torch.cross(direction, torch.tensor([0.0, 1.0, 0.0]).expand(B, 3), dim=-1), dim=-1)
+    slack = (1 - f) * half
+    target = target + right * (slack * _u(B, g, -0.6, 0.6))[:, None]
+    target[:, 1] += slack * _u(B, g, -0.6, 0.6)
+    d = fit_distance(points, keep, target[:, None], direction[:, None], fov_deg[:, None], f[:, None])[:, 0]
+    eye = target + direction * d[:, None]
+    roll = torch.randn(B, generator=g) * roll_std
+    return _cameras(eye[:, None], target[:, None], fov_deg[:, None], resolution, roll[:, None])
+
+
+def benchmark_views(points: Tensor, valid: Tensor, resolution: int = 512, views: int = 36, fov_deg: float = 39.6, fill: float = 0.9) -> Cameras:
+    """The peers' evaluation protocol: ``views`` cameras at 0 deg elevation, azimuth 0, 360/views, ...
+    (view 0 frontal: the input view), one distance per subject fitted so the subject spans ``fill`` of
+    the frame, looking at the origin. Batch (B, views)."""
+    points, valid = points.detach().cpu().float(), valid.detach().cpu()
+    B = points.shape[0]
+    az = (torch.arange(views) * (360.0 / views)).expand(B, views)
+    el = torch.zeros(B, views)
+    fov = torch.full((B, views), float(fov_deg))
+    direction = orbit_positions(az, el, torch.ones(B, views))
+    target = torch.zeros(B, views, 3)
+    d = fit_distance(points, valid, target, direction, fov, torch.tensor(fill)).amax(1, keepdim=True)
+    return _cameras(direction * d[..., None], target, fov, resolution)

@@ -1,0 +1,136 @@
+"""Output heads: raw network channels -> 3D Gaussians.
+
+Two Gaussian sources, concatenated by the model:
+- ``PixelHead``: per-pixel Gaussians of each input view on a grid at 1/``stride`` of the input size. The centre
+  is the pixel ray at camera-z ``z_ref + depth_range * tanh(d)`` (``z_ref``: depth of the anchors' centroid in
+  that view) plus a small bounded 3D offset. They cover what the views see.
+- ``AnchorHead``: ``k`` Gaussians per 3D anchor token, within ``anchor_offset`` metres of the anchor. They cover
+  the sides no input view sees (the back of a person photographed from the front).
+Every Gaussian carries RGB (SH degree 0) and ``feature_dim`` semantic feature channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from humansplat.cameras import Cameras, pixel_rays
+from humansplat.gaussians import Gaussians, rgb_to_sh
+
+# raw channel layout shared by both heads (pixel head adds one depth channel in front)
+OFFSET, QUAT, SCALE, OPACITY, RGB = 3, 4, 3, 1, 3
+BASE_CHANNELS = OFFSET + QUAT + SCALE + OPACITY + RGB
+
+
+def _init_out(layer: nn.Module, feature_dim: int, opacity_bias: float, scale_bias: float, depth: bool) -> None:
+    """Small weights, biases giving faint, mid-sized, grey, identity-rotation Gaussians at the reference depth."""
+    nn.init.normal_(layer.weight, std=1e-3)
+    b = torch.zeros(int(depth) + BASE_CHANNELS + feature_dim)  # one group; the bias holds k groups
+    i = int(depth) + OFFSET
+    b[i] = 1.0  # quaternion w
+    b[i + QUAT : i + QUAT + SCALE] = scale_bias
+    b[i + QUAT + SCALE] = opacity_bias
+    with torch.no_grad():
+        layer.bias.copy_(b.repeat(layer.bias.shape[0] // b.shape[0]))
+
+
+def _activate(raw: Tensor, means: Tensor, log_scale_range: tuple[float, float], feature_dim: int) -> Gaussians:
+    """Raw (..., BASE_CHANNELS + F) channels (offset already applied to ``means``) -> Gaussians."""
+    o = OFFSET
+    quats = raw[..., o : o + QUAT]
+    lo, hi = log_scale_range
+    log_scales = lo + (hi - lo) * torch.sigmoid(raw[..., o + QUAT : o + QUAT + SCALE])
+    opacity = raw[..., o + QUAT + SCALE]
+    rgb = torch.sigmoid(raw[..., o + QUAT + SCALE + 1 : o + QUAT + SCALE + 1 + RGB])
+    feats = raw[..., BASE_CHANNELS : BASE_CHANNELS + feature_dim] if feature_dim else None
+    return Gaussians(means=means, quats=quats, log_scales=log_scales, opacity_logits=opacity,
+                     sh=rgb_to_sh(rgb)[..., None, :], features=feats)
+
+
+class PixelHead(nn.Module):
+    """Tokens (N, h, w, D) [+ pixel skip features] -> raw per-pixel channels (N, C, h*f, w*f)."""
+
+    def __init__(self, dim: int, upsample: int, skip_channels: int, feature_dim: int, hidden: int = 32):
+        super().__init__()
+        self.upsample, self.feature_dim = upsample, feature_dim
+        self.out_channels = 1 + BASE_CHANNELS + feature_dim
+        self.norm = nn.LayerNorm(dim)
+        self.unpatch = nn.Linear(dim, upsample * upsample * hidden)
+        self.refine = nn.Sequential(
+            nn.Conv2d(hidden + skip_channels, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
+        )
+        self.out = nn.Conv2d(hidden, self.out_channels, 1)
+        _init_out(self.out, feature_dim, opacity_bias=-2.0, scale_bias=0.0, depth=True)
+
+    def forward(self, tokens: Tensor, skip: Tensor | None) -> Tensor:
+        x = self.unpatch(self.norm(tokens))  # (N,h,w,f*f*c)
+        x = x.unflatten(-1, (self.upsample, self.upsample, -1))  # (N,h,w,fy,fx,c)
+        x = x.permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)  # (N,c,h*fy,w*fx)
+        if skip is not None:
+            x = torch.cat([x, skip.to(x.dtype)], 1)
+        return self.out(self.refine(x))
+
+    def gaussians(self, raw: Tensor, cameras: Cameras, z_ref: Tensor, depth_range: float, max_offset: float,
+                  log_scale_range: tuple[float, float]) -> Gaussians:
+        """raw (B,V,C,Hg,Wg); cameras (B,V); z_ref (B,V) -> Gaussians (B, V*Hg*Wg)."""
+        B, V, C, Hg, Wg = raw.shape
+        raw = raw.float().permute(0, 1, 3, 4, 2)  # (B,V,Hg,Wg,C)
+        origin, direction = pixel_rays(cameras, Hg, Wg)  # (B,V,Hg,Wg,3)
+        forward = cameras.w2c[..., 2, :3]  # camera +z axis in world, (B,V,3)
+        cos = (direction * forward[:, :, None, None]).sum(-1, keepdim=True).clamp_min(1e-3)
+        z = z_ref[:, :, None, None, None] + depth_range * torch.tanh(raw[..., :1])
+        means = origin + direction * z.clamp_min(0.05) / cos + max_offset * torch.tanh(raw[..., 1 : 1 + OFFSET])
+        g = _activate(raw[..., 1:], means, log_scale_range, self.feature_dim)
+        return g._map(lambda t: t.reshape(B, V * Hg * Wg, *t.shape[4:]))
+
+
+class AnchorHead(nn.Module):
+    """Anchor tokens (B, A, D) -> k Gaussians per anchor, within ``max_offset`` of the anchor."""
+
+    def __init__(self, dim: int, per_anchor: int, feature_dim: int):
+        super().__init__()
+        self.k, self.feature_dim = per_anchor, feature_dim
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU())
+        self.out = nn.Linear(dim, per_anchor * (BASE_CHANNELS + feature_dim))
+        _init_out(self.out, feature_dim, opacity_bias=-2.0, scale_bias=0.0, depth=False)
+        with torch.no_grad():  # spread the k children around the anchor from the start
+            c = BASE_CHANNELS + feature_dim
+            offsets = torch.randn(per_anchor, 3, generator=torch.Generator().manual_seed(0)) * 0.5
+            for j in range(per_anchor):
+                self.out.bias[j * c : j * c + 3] = offsets[j]
+
+    def gaussians(self, tokens: Tensor, xyz: Tensor, max_offset: float, log_scale_range: tuple[float, float]) -> Gaussians:
+        B, A, _ = tokens.shape
+        raw = self.out(self.mlp(self.norm(tokens))).float().reshape(B, A, self.k, -1)
+        means = xyz[:, :, None] + max_offset * torch.tanh(raw[..., :OFFSET])
+        g = _activate(raw, means, log_scale_range, self.feature_dim)
+        return g._map(lambda t: t.reshape(B, A * self.k, *t.shape[3:]))
+
+
+class PixelSkip(nn.Module):
+    """A shallow CNN on the RGB input at the Gaussian grid resolution: the latent is lossy, fine colour is not."""
+
+    def __init__(self, stride: int, channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for _ in range(int(math.log2(stride))):
+            layers += [nn.Conv2d(cin, channels, 3, stride=2, padding=1), nn.SiLU()]
+            cin = channels
+        layers += [nn.Conv2d(cin, channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images * 2 - 1)
+
+
+def fourier_embed(x: Tensor, freqs: int) -> Tensor:
+    """(..., 3) -> (..., 3 + 6 * freqs): x, sin and cos at octave frequencies (metres)."""
+    scales = (2.0 ** torch.arange(freqs, device=x.device, dtype=x.dtype)) * math.pi
+    xs = x[..., None] * scales  # (..., 3, F)
+    return torch.cat([x, xs.sin().flatten(-2), xs.cos().flatten(-2)], -1)
+

@@ -1,0 +1,297 @@
+"""The latent reconstruction transformer: input views + 3D anchors -> 3D Gaussians with semantic features.
+
+Data flow (HumanSplat's reconstructor, with the body prior actually wired in):
+1. each input view -> frozen VAE latent (1/8) + Plücker rays at latent resolution -> patch tokens;
+2. 3D anchor tokens: subsampled posed body vertices (part-label embedding + Fourier xyz), or template-free
+   points filling a body-sized cylinder placed from the input silhouette (``template_free_anchors``);
+3. ``depth`` interaction blocks: intra-view self-attention; projection-aware attention (each anchor attends
+   only to a ``window x window`` patch around its projection in every view); image tokens cross-attend to
+   the anchors; anchor self-attention. Cross-view information flows through the anchors;
+4. per-pixel Gaussians (visible surface) + per-anchor Gaussians (unseen sides), see ``heads``.
+
+Anchors live in the world frame of the cameras, with the body roughly centred at the origin, +Y up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from humansplat.cameras import Cameras, plucker_rays, project_points
+from humansplat.gaussians import Gaussians
+from humansplat.reconstruct.attention import CrossBlock, SelfBlock, WindowCrossAttention
+from humansplat.reconstruct.autoencoder import AutoencoderConfig, build_encoder, encode_mean
+from humansplat.reconstruct.heads import AnchorHead, PixelHead, PixelSkip, fourier_embed
+from humansplat.reconstruct.io import config_from_dict, config_to_dict, load_checked, load_model_dir, save_model_dir
+
+MODEL_TYPE = "humansplat-reconstructor"
+
+
+@dataclass
+class ReconstructorConfig:
+    image_size: int = 256  # inputs are resized to this (square) size
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    patch_size: int = 2  # in latent cells
+    dim: int = 256
+    heads: int = 8
+    depth: int = 4
+    mlp_ratio: float = 4.0
+    window: int = 3  # projection-aware attention window in tokens (1 = projection only)
+    anchor_mode: str = "body"  # "body" (structure prior) or "template_free"
+    num_anchors: int = 1024
+    gaussians_per_anchor: int = 8
+    anchor_offset: float = 0.08  # metres
+    gaussian_stride: int = 2  # per-pixel Gaussian grid = image_size / stride per view
+    pixel_skip_channels: int = 32  # 0 = pure latent input to the pixel head
+    head_hidden: int = 32
+    feature_dim: int = 8
+    num_classes: int = 28
+    fourier_freqs: int = 6
+    depth_range: float = 1.0  # metres around the anchors' centroid depth
+    pixel_offset: float = 0.03
+    pixel_scale_range: tuple[float, float] = (1e-3, 0.05)
+    anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
+    template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
+
+    __nested__ = {"autoencoder": AutoencoderConfig}
+
+    def __post_init__(self) -> None:
+        if isinstance(self.autoencoder, dict):
+            self.autoencoder = config_from_dict(AutoencoderConfig, self.autoencoder, "autoencoder")
+        if self.anchor_mode not in ("body", "template_free"):
+            raise ValueError(f"anchor_mode must be 'body' or 'template_free', got {self.anchor_mode!r}")
+        token_px = self.autoencoder.downsample * self.patch_size
+        if self.image_size % token_px or token_px % self.gaussian_stride:
+            raise ValueError(f"image_size {self.image_size} / token size {token_px} / gaussian_stride {self.gaussian_stride} do not divide")
+        if self.window < 1:
+            raise ValueError("window must be >= 1")
+
+
+@dataclass
+class Anchors:
+    """3D anchor points in world space: xyz (B, A, 3); labels (B, A) int64 part ids, ``num_classes`` = none."""
+
+    xyz: Tensor
+    labels: Tensor
+
+
+def farthest_point_indices(points: Tensor, n: int) -> Tensor:
+    """Deterministic farthest-point subsample (starting from the point nearest the centroid)."""
+    points = points.float()
+    dist = torch.full((points.shape[0],), float("inf"), device=points.device)
+    idx = torch.empty(n, dtype=torch.long, device=points.device)
+    cur = int((points - points.mean(0)).norm(dim=-1).argmin())
+    for i in range(n):
+        idx[i] = cur
+        dist = torch.minimum(dist, (points - points[cur]).square().sum(-1))
+        cur = int(dist.argmax())
+    return idx
+
+
+def unit_cylinder_points(n: int) -> Tensor:
+    """n points filling the cylinder x^2 + z^2 <= 1, y in [-0.5, 0.5], from a fixed low-discrepancy lattice."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    golden = (math.sqrt(5) - 1) / 2
+    y = i / n - 0.5
+    r = torch.sqrt(torch.frac(i * golden * math.sqrt(2)))
+    theta = 2 * math.pi * torch.frac(i * golden)
+    return torch.stack([r * torch.cos(theta), y, r * torch.sin(theta)], -1).float()
+
+
+def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_classes: int, height: float = 1.7) -> Anchors:
+    """Body-prior-free anchors: a fixed point set filling an upright elliptic cylinder of a person's size,
+    placed from the input view alone. The silhouette's bounding box gives the distance (assuming the subject
+    is ``height`` metres tall), centre and width; without a mask the whole image is taken as the person.
+
+    cameras: the input view per item, batch (B,); masks (B,1,H,W) or (B,H,W) foreground in [0,1] or None.
+    """
+    B = cameras.K.shape[0]
+    H, W = cameras.height, cameras.width
+    dev = cameras.K.device
+    if masks is None:
+        masks = torch.ones(B, H, W, device=dev)
+    masks = masks.reshape(B, *masks.shape[-2:]).float()
+    sy, sx = H / masks.shape[-2], W / masks.shape[-1]
+    boxes = []
+    for m in masks > 0.5:
+        rows, cols = torch.nonzero(m.any(1)).flatten(), torch.nonzero(m.any(0)).flatten()
+        if rows.numel() == 0:
+            boxes.append(torch.tensor([0.0, 0.0, W, H], device=dev))
+        else:
+            boxes.append(torch.stack([cols[0] * sx, rows[0] * sy, (cols[-1] + 1) * sx, (rows[-1] + 1) * sy]).float())
+    box = torch.stack(boxes)  # (B,4) x0,y0,x1,y1 in pixels
+    K = cameras.K.float()
+    fy, fx = K[:, 1, 1], K[:, 0, 0]
+    depth = fy * height / (box[:, 3] - box[:, 1]).clamp_min(1.0)
+    u, v = (box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2
+    cam_pt = torch.stack([(u - K[:, 0, 2]) / fx * depth, (v - K[:, 1, 2]) / fy * depth, depth], -1)
+    c2w = cameras.c2w.float()
+    center = (c2w[:, :3, :3] @ cam_pt[..., None])[..., 0] + c2w[:, :3, 3]
+    half_width = ((box[:, 2] - box[:, 0]) / fx * depth / 2).clamp(0.15, 0.9)
+    up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(B, 3)
+    forward = c2w[:, :3, 2] - (c2w[:, :3, 2] * up).sum(-1, keepdim=True) * up
+    forward = F.normalize(forward + 1e-6 * torch.tensor([0.0, 0.0, 1.0], device=dev), dim=-1)
+    right = torch.cross(up, forward, dim=-1)
+    p = unit_cylinder_points(num).to(dev)  # (A,3)
+    xyz = (center[:, None] + p[None, :, 0:1] * half_width[:, None, None] * right[:, None]
+           + p[None, :, 1:2] * height * up[:, None] + p[None, :, 2:3] * 0.15 * height * forward[:, None])
+    labels = torch.full((B, num), num_classes, dtype=torch.long, device=dev)
+    return Anchors(xyz, labels)
+
+
+class InteractionBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int):
+        super().__init__()
+        self.image_self = SelfBlock(dim, heads, mlp_ratio)
+        self.anchor_from_image = WindowCrossAttention(dim, heads, window)
+        self.image_from_anchor = CrossBlock(dim, heads)
+        self.anchor_self = SelfBlock(dim, heads, mlp_ratio)
+
+    def forward(self, img: Tensor, anc: Tensor, uv: Tensor, visible: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        B, V, L, D = img.shape
+        img = self.image_self(img.reshape(B * V, L, D)).reshape(B, V, L, D)
+        anc = self.anchor_from_image(anc, img, uv, visible, grid)
+        img = self.image_from_anchor(img.reshape(B, V * L, D), anc).reshape(B, V, L, D)
+        return img, self.anchor_self(anc)
+
+
+class Reconstructor(nn.Module):
+    def __init__(self, config: ReconstructorConfig):
+        super().__init__()
+        self.config = c = config
+        ae = c.autoencoder
+        self.encoder = build_encoder(ae).requires_grad_(False)  # frozen, trained separately
+        self.token_px = ae.downsample * c.patch_size
+        self.grid = (c.image_size // self.token_px,) * 2
+        L = self.grid[0] * self.grid[1]
+        self.patch_embed = nn.Conv2d(ae.latent_channels + 6, c.dim, c.patch_size, stride=c.patch_size)
+        self.pos_embed = nn.Parameter(torch.randn(1, L, c.dim) * 0.02)
+        self.view_embed = nn.Parameter(torch.randn(2, c.dim) * 0.02)  # 0: the photo, 1: an extra view
+        self.label_embed = nn.Embedding(c.num_classes + 1, c.dim)
+        nn.init.normal_(self.label_embed.weight, std=0.02)
+        self.anchor_embed = nn.Sequential(nn.Linear(3 + 6 * c.fourier_freqs, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
+        self.blocks = nn.ModuleList(InteractionBlock(c.dim, c.heads, c.mlp_ratio, c.window) for _ in range(c.depth))
+        self.pixel_skip = PixelSkip(c.gaussian_stride, c.pixel_skip_channels) if c.pixel_skip_channels else None
+        self.pixel_head = PixelHead(c.dim, self.token_px // c.gaussian_stride, c.pixel_skip_channels, c.feature_dim, c.head_hidden)
+        self.anchor_head = AnchorHead(c.dim, c.gaussians_per_anchor, c.feature_dim)
+        self.semantic_decoder = nn.Linear(c.feature_dim, c.num_classes)
+        # fixed subsample of the body template (set once by ``set_anchor_template``; saved with the weights)
+        self.register_buffer("anchor_index", torch.full((c.num_anchors,), -1, dtype=torch.long))
+
+    # ---- anchors ----
+    def set_anchor_template(self, template_vertices: Tensor) -> None:
+        """Fix which body vertices become anchors: a farthest-point subsample of the rest-pose template."""
+        self.anchor_index.copy_(farthest_point_indices(template_vertices.detach().cpu(), self.config.num_anchors))
+
+    def body_anchors(self, vertices: Tensor, vertex_labels: Tensor) -> Anchors:
+        """Anchors from posed body vertices (B, Nv, 3) and per-vertex Sapiens part ids (Nv,)."""
+        if bool((self.anchor_index < 0).any()):
+            raise RuntimeError("Reconstructor: anchor_index is unset; call set_anchor_template(template_vertices) first")
+        if int(self.anchor_index.max()) >= vertices.shape[1]:
+            raise ValueError(f"body has {vertices.shape[1]} vertices but the anchor subsample indexes up to {int(self.anchor_index.max())}")
+        idx = self.anchor_index.to(vertices.device)
+        labels = vertex_labels.to(vertices.device).long()[idx].expand(vertices.shape[0], -1)
+        return Anchors(vertices[:, idx].float(), labels)
+
+    def template_free_anchors(self, cameras: Cameras, masks: Tensor | None = None) -> Anchors:
+        """Template-free anchors placed from the input view (cameras batch (B,)) and its silhouette."""
+        c = self.config
+        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, c.template_free_height)
+
+    def make_anchors(self, cameras: Cameras, masks: Tensor | None = None, body_vertices: Tensor | None = None,
+                     vertex_labels: Tensor | None = None) -> Anchors:
+        """The anchors this model was trained for: body anchors when it uses the body prior and a body is
+        given, template-free ones otherwise (no body, or an untrustworthy fit). ``cameras``: input view (B,)."""
+        if self.config.anchor_mode == "body" and body_vertices is not None:
+            if vertex_labels is None:
+                raise ValueError("make_anchors: body_vertices need vertex_labels")
+            return self.body_anchors(body_vertices, vertex_labels)
+        return self.template_free_anchors(cameras, masks)
+
+    # ---- forward ----
+    def prepare_inputs(self, images: Tensor, cameras: Cameras) -> tuple[Tensor, Cameras]:
+        """Resize images (B,V,3,H,W) in [0,1] and their cameras to the model's input size."""
+        s = self.config.image_size
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"images must be (B, V, 3, H, W), got {tuple(images.shape)}")
+        if tuple(cameras.batch_shape) != tuple(images.shape[:2]):
+            raise ValueError(f"cameras batch {tuple(cameras.batch_shape)} does not match images {tuple(images.shape[:2])}")
+        if (cameras.height, cameras.width) != tuple(images.shape[-2:]):
+            raise ValueError(f"cameras are {cameras.width}x{cameras.height} but images {images.shape[-1]}x{images.shape[-2]}")
+        cameras = cameras.to(images.device, torch.float32)
+        if images.shape[-2:] != (s, s):
+            B, V = images.shape[:2]
+            images = F.interpolate(images.flatten(0, 1).float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+            images = images.clamp(0, 1).unflatten(0, (B, V))
+            cameras = cameras.resized(s, s)
+        return images, cameras
+
+    def forward(self, images: Tensor, cameras: Cameras, anchors: Anchors) -> Gaussians:
+        """images (B,V,3,H,W) in [0,1] on a white background, view 0 the photo; cameras (B,V); anchors for B.
+        Returns Gaussians (B, N), N = V * (image_size / gaussian_stride)^2 + A * gaussians_per_anchor."""
+        c = self.config
+        images, cameras = self.prepare_inputs(images, cameras)
+        B, V = images.shape[:2]
+        flat = images.flatten(0, 1)
+        with torch.no_grad():
+            latents = encode_mean(self.encoder, flat)[0] * c.autoencoder.scale
+        gh, gw = latents.shape[-2:]
+        fp32 = torch.autocast(images.device.type, enabled=False)  # camera geometry stays in float32
+        with fp32:
+            rays = plucker_rays(cameras, gh, gw).flatten(0, 1)
+        x = self.patch_embed(torch.cat([latents, rays.to(latents.dtype)], 1))  # (BV,D,h,w)
+        h, w = x.shape[-2:]
+        role = torch.ones(V, dtype=torch.long, device=x.device)
+        role[0] = 0
+        tokens = (x.flatten(2).transpose(1, 2) + self.pos_embed).unflatten(0, (B, V)) + self.view_embed[role][None, :, None]
+
+        xyz = anchors.xyz.to(images.device, torch.float32)
+        anc = self.anchor_embed(fourier_embed(xyz, c.fourier_freqs)) + self.label_embed(anchors.labels.to(images.device))
+        with fp32:
+            uv, z = project_points(xyz[:, None], cameras)  # (B,V,A,2), (B,V,A)
+        s = c.image_size
+        visible = (z > 0.05) & (uv >= 0).all(-1) & (uv[..., 0] < s) & (uv[..., 1] < s)
+        uv_tokens = uv / self.token_px
+        for block in self.blocks:
+            tokens, anc = block(tokens, anc, uv_tokens, visible, (h, w))
+
+        skip = self.pixel_skip(flat) if self.pixel_skip is not None else None
+        raw = self.pixel_head(tokens.reshape(B * V, h, w, -1), skip)
+        raw = raw.unflatten(0, (B, V))
+        log_range = lambda r: (math.log(r[0]), math.log(r[1]))  # noqa: E731
+        anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range))
+        with fp32:
+            z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
+            pixel = self.pixel_head.gaussians(raw, cameras, z_ref, c.depth_range, c.pixel_offset, log_range(c.pixel_scale_range))
+            anchor = anchor._map(lambda t: t.float())
+        return Gaussians.cat([pixel, anchor])
+
+    def decode_semantics(self, features: Tensor) -> Tensor:
+        """Rendered (or per-Gaussian) semantic features (..., F) -> part logits (..., num_classes)."""
+        return self.semantic_decoder(features.to(self.semantic_decoder.weight.dtype))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ---- files ----
+    def load_encoder(self, autoencoder_state: dict[str, Tensor], scale: float) -> None:
+        """Take the frozen encoder (and its latent scale) from a trained autoencoder's state dict."""
+        enc = {k[len("encoder."):]: v for k, v in autoencoder_state.items() if k.startswith("encoder.")}
+        load_checked(self.encoder, enc, "autoencoder encoder")
+        self.config.autoencoder.scale = float(scale)
+
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        cfg = {"model_type": MODEL_TYPE, **config_to_dict(self.config)}
+        return save_model_dir(directory, self.state_dict(), cfg, dtype)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "Reconstructor":
+        config, state = load_model_dir(directory, MODEL_TYPE)
+        model = cls(config_from_dict(ReconstructorConfig, config, f"{directory}/config.json"))
+        load_checked(model, state, str(directory))
+        return model.to(device).eval()

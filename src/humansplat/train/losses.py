@@ -1,0 +1,173 @@
+"""Training objectives: RGB (MSE + L1), mask, SSIM, semantic cross-entropy, optional LPIPS, all weighted per
+pixel by the hierarchical part reweighting (face, mouth and hands count more; weights in the config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from humansplat.body.parts import CLASS_ID, SAPIENS_CLASSES
+
+
+@dataclass
+class LossConfig:
+    rgb_mse: float = 1.0
+    rgb_l1: float = 0.5
+    mask: float = 1.0
+    ssim: float = 0.2
+    semantic: float = 0.1
+    lpips: float = 0.0  # used only when lpips_weights names a local file
+    lpips_weights: str | None = None  # safetensors with our LPIPS-VGG layout (see LPIPS); never downloaded
+    # hierarchical reweighting: pixel weight = weight of its ground-truth part (1 for classes not listed);
+    # level 1 the body, level 2 head and hands, level 3 the mouth
+    class_weights: dict[str, float] = field(default_factory=lambda: {
+        "Face_Neck": 2.0, "Hair": 1.5, "Left_Hand": 2.0, "Right_Hand": 2.0,
+        "Lower_Lip": 3.0, "Upper_Lip": 3.0, "Lower_Teeth": 3.0, "Upper_Teeth": 3.0, "Tongue": 3.0,
+    })
+
+
+def class_weight_table(weights: dict[str, float]) -> Tensor:
+    unknown = sorted(set(weights) - set(CLASS_ID))
+    if unknown:
+        raise ValueError(f"class_weights: unknown Sapiens classes {unknown}")
+    table = torch.ones(len(SAPIENS_CLASSES))
+    for name, w in weights.items():
+        table[CLASS_ID[name]] = float(w)
+    return table
+
+
+def _gaussian_window(size: int, sigma: float, device, dtype) -> Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-x.square() / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim_map(x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
+    """SSIM map (N,C,H',W') of images (N,C,H,W) (Gaussian window, valid convolution, Wang et al. constants)."""
+    C = x.shape[1]
+    window = min(window, x.shape[-1], x.shape[-2])
+    window -= 1 - window % 2  # odd, and no larger than the image
+    g = _gaussian_window(window, sigma, x.device, x.dtype)
+    kx, ky = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1), g.view(1, 1, -1, 1).repeat(C, 1, 1, 1)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(t, kx, groups=C), ky, groups=C)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+
+
+def ssim(x: Tensor, y: Tensor, **kw) -> Tensor:
+    """Mean SSIM per image, (N,)."""
+    return ssim_map(x, y, **kw).mean(dim=(1, 2, 3))
+
+
+class LPIPS(nn.Module):
+    """LPIPS with a VGG-16 trunk: unit-normalised activations at relu1_2 .. relu5_3, squared differences
+    weighted per channel by non-negative 1x1 layers, averaged over pixels and summed over layers.
+
+    Weights come only from a local safetensors file with keys ``features.{i}.weight/bias`` (VGG-16 conv
+    layers, indexed as in the usual ``features`` Sequential) and ``lin{k}.weight`` (1, C_k, 1, 1).
+    """
+
+    CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+    TAPS = (3, 8, 15, 22, 29)  # ReLU indices after conv1_2, conv2_2, conv3_3, conv4_3, conv5_3
+
+    def __init__(self):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in self.CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        chans = (64, 128, 256, 512, 512)
+        for k, c in enumerate(chans):
+            self.register_parameter(f"lin{k}", nn.Parameter(torch.ones(1, c, 1, 1) / c))
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "LPIPS":
+        from safetensors.torch import load_file
+
+        from humansplat.reconstruct.io import load_checked
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"LPIPS weights not found: {path} (they are never downloaded)")
+        model = cls()
+        load_checked(model, load_file(str(path)), str(path))
+        return model.eval()
+
+    def _taps(self, x: Tensor) -> list[Tensor]:
+        out, h = [], (x - self.shift) / self.scale
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in self.TAPS:
+                out.append(h)
+            if i == self.TAPS[-1]:
+                break
+        return out
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Per-image distance (N,) for images (N,3,H,W) in [0,1]."""
+        total = 0.0
+        for k, (a, b) in enumerate(zip(self._taps(x * 2 - 1), self._taps(y * 2 - 1))):
+            a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
+            b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
+            total = total + ((a - b).square() * getattr(self, f"lin{k}")).sum(1).mean(dim=(1, 2))
+        return total
+
+
+class ReconstructionLoss(nn.Module):
+    """Weighted sum of the objectives over rendered views; returns (total, scalar logs as tensors)."""
+
+    def __init__(self, config: LossConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("class_weights", class_weight_table(config.class_weights), persistent=False)
+        self.lpips = LPIPS.from_file(config.lpips_weights) if config.lpips_weights and config.lpips > 0 else None
+
+    def forward(self, rgb: Tensor, alpha: Tensor, logits: Tensor | None, target_rgb: Tensor, target_mask: Tensor,
+                target_labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """rgb (N,3,H,W), alpha (N,1,H,W), logits (N,C,H,W) or None; targets: images (N,3,H,W) in [0,1] on
+        white, masks (N,1,H,W), labels (N,H,W) int64 Sapiens ids (None: no reweighting, no semantics).
+        Logged values are detached tensors, so logging costs no device sync."""
+        c = self.config
+        if target_labels is not None:
+            w = self.class_weights[target_labels.clamp(0, len(SAPIENS_CLASSES) - 1)][:, None]  # (N,1,H,W)
+        else:
+            w = torch.ones_like(target_mask)
+        wsum = w.sum() * 3
+        mse = ((rgb - target_rgb).square() * w).sum() / wsum
+        l1 = ((rgb - target_rgb).abs() * w).sum() / wsum
+        mask = F.mse_loss(alpha, target_mask)
+        ssim_val = ssim(rgb, target_rgb).mean()
+        total = c.rgb_mse * mse + c.rgb_l1 * l1 + c.mask * mask + c.ssim * (1 - ssim_val)
+        logs = {"loss/mse": mse.detach(), "loss/l1": l1.detach(), "loss/mask": mask.detach(), "loss/ssim": ssim_val.detach()}
+        if logits is not None and target_labels is not None and c.semantic > 0:
+            ce = F.cross_entropy(logits.float(), target_labels, reduction="none")
+            ce = (ce * w[:, 0]).sum() / w.sum()
+            total = total + c.semantic * ce
+            fg = target_labels > 0
+            acc = ((logits.argmax(1) == target_labels) & fg).sum() / fg.sum().clamp_min(1)
+            logs.update({"loss/semantic": ce.detach(), "metric/fg_part_acc": acc.detach()})
+        if self.lpips is not None:
+            lp = self.lpips(rgb, target_rgb).mean()
+            total = total + c.lpips * lp
+            logs["loss/lpips"] = lp.detach()
+        with torch.no_grad():
+            logs["metric/psnr"] = -10 * torch.log10(F.mse_loss(rgb.clamp(0, 1), target_rgb) + 1e-10)
+        logs["loss/total"] = total.detach()
+        return total, logs

@@ -1,0 +1,64 @@
+"""One reconstruction training step as a module (so DDP sees every parameter used inside ``forward``):
+pick input and supervised views, build anchors, reconstruct, render the supervised views, score them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from humansplat.gaussians import render
+from humansplat.reconstruct.model import Reconstructor
+from humansplat.train.losses import ReconstructionLoss
+
+
+@dataclass
+class ViewPlan:
+    inputs: list[int]  # view 0 (the photo) first, then extra ground-truth views
+    supervised: list[int]  # the inputs plus novel views
+    template_free: bool  # use template-free anchors this step
+
+
+def sample_views(batch: dict, input_view_probs, supervise_views: int, template_free_prob: float, gen: torch.Generator) -> ViewPlan:
+    """Mostly one input view (the photo), sometimes 2-4; the same plan for the whole batch."""
+    total = batch["images"].shape[1]
+    n_in = 1 + int(torch.multinomial(torch.tensor(input_view_probs, dtype=torch.float), 1, generator=gen))
+    n_in = min(n_in, total)
+    others = (torch.randperm(total - 1, generator=gen) + 1).tolist()
+    inputs = [0] + others[: n_in - 1]
+    supervised = inputs + others[n_in - 1 : n_in - 1 + max(0, supervise_views - n_in)]
+    template_free = bool(torch.rand(1, generator=gen) < template_free_prob)
+    return ViewPlan(inputs, supervised, template_free)
+
+
+class ReconstructionStep(nn.Module):
+    def __init__(self, model: Reconstructor, loss: ReconstructionLoss, render_backend: str = "auto",
+                 vertex_labels: Tensor | None = None):
+        super().__init__()
+        self.model, self.loss, self.render_backend = model, loss, render_backend
+        self.register_buffer("vertex_labels", vertex_labels, persistent=False)
+
+    def anchors(self, batch: dict, plan: ViewPlan):
+        if self.model.config.anchor_mode == "body" and not plan.template_free:
+            return self.model.body_anchors(batch["body_vertices"], self.vertex_labels)
+        return self.model.template_free_anchors(batch["cameras"][:, 0], batch["masks"][:, 0])
+
+    def forward(self, batch: dict, plan: ViewPlan, amp) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
+        images, cameras = batch["images"], batch["cameras"]
+        with amp:
+            gaussians = self.model(images[:, plan.inputs], cameras[:, plan.inputs], self.anchors(batch, plan))
+        with torch.autocast(images.device.type, enabled=False):
+            out = render(gaussians, cameras[:, plan.supervised], background=1.0, backend=self.render_backend)
+            rgb = out.rgb.flatten(0, 1).permute(0, 3, 1, 2)
+            alpha = out.alpha.flatten(0, 1).permute(0, 3, 1, 2)
+            logits = None
+            if out.features is not None:
+                logits = self.model.decode_semantics(out.features.flatten(0, 1)).permute(0, 3, 1, 2)
+            target = images[:, plan.supervised].flatten(0, 1).float()
+            masks = batch["masks"][:, plan.supervised].flatten(0, 1).float()
+            labels = batch["labels"][:, plan.supervised].flatten(0, 1).long() if "labels" in batch else None
+            loss, logs = self.loss(rgb, alpha, logits, target, masks, labels)
+        logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
+        S = len(plan.supervised)
+        return loss, logs, (rgb[:S].detach(), target[:S])

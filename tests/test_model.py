@@ -1,0 +1,175 @@
+"""The reconstructor: shapes, projection-aware attention windows, anchors, files, gradients."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from humansplat.cameras import Cameras, orbit_cameras, project_points
+from humansplat.gaussians import render
+from humansplat.reconstruct import AutoencoderConfig, Reconstructor, ReconstructorConfig, farthest_point_indices
+from humansplat.reconstruct.attention import WindowCrossAttention, window_indices
+
+SIZE = 64
+
+
+def tiny_config(**kw) -> ReconstructorConfig:
+    base = dict(image_size=SIZE, dim=32, heads=2, depth=1, num_anchors=64, gaussians_per_anchor=2, head_hidden=8,
+                pixel_skip_channels=8, feature_dim=4, autoencoder=AutoencoderConfig(latent_channels=4, channels=(8, 8, 16, 16)))
+    base.update(kw)
+    return ReconstructorConfig(**base)
+
+
+def cameras(azimuths, size=SIZE) -> Cameras:
+    c = orbit_cameras(torch.tensor(azimuths, dtype=torch.float32), 0.0, 2.5, target=(0.0, 0.9, 0.0), fov_deg=40, size=size)
+    return Cameras(c.K[None], c.w2c[None], size, size)
+
+
+def body_like(n=400, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(1, n, 3, generator=g) * torch.tensor([0.5, 1.7, 0.3]) + torch.tensor([-0.25, 0.0, -0.15])
+    return pts
+
+
+def make_model(**kw) -> Reconstructor:
+    torch.manual_seed(0)
+    m = Reconstructor(tiny_config(**kw))
+    m.set_anchor_template(body_like()[0])
+    return m
+
+
+def test_forward_shapes_and_counts():
+    m = make_model()
+    cams = cameras([0.0, 90.0])
+    verts, labels = body_like(), torch.randint(0, 28, (400,))
+    g = m(torch.rand(1, 2, 3, SIZE, SIZE), cams, m.body_anchors(verts, labels))
+    n_pixel = 2 * (SIZE // 2) ** 2
+    assert g.means.shape == (1, n_pixel + 64 * 2, 3)
+    assert g.features.shape[-1] == 4 and g.sh.shape[-2:] == (1, 3)
+    assert torch.isfinite(g.means).all() and torch.isfinite(g.log_scales).all()
+    # anchor Gaussians stay within the bounded offset of their anchor
+    anchors = m.body_anchors(verts, labels).xyz
+    child = g.means[0, n_pixel:].reshape(64, 2, 3)
+    assert ((child - anchors[0, :, None]).abs() <= m.config.anchor_offset + 1e-5).all()
+    # pixel Gaussians of view 0 project back onto their own pixel grid (up to the bounded 3D offset)
+    uv, z = project_points(g.means[:, : n_pixel // 2], cams[:, 0])
+    grid = (torch.stack(torch.meshgrid(torch.arange(32), torch.arange(32), indexing="xy"), -1).reshape(-1, 2) + 0.5) * 2
+    assert (z > 0).all() and (uv[0] - grid).abs().max() < 4.0
+    logits = m.decode_semantics(g.features)
+    assert logits.shape == (1, g.num, 28)
+
+
+def test_input_resized_to_model_size():
+    m = make_model().eval()
+    cams_small, cams_big = cameras([0.0]), cameras([0.0], size=2 * SIZE)
+    img = torch.rand(1, 1, 3, SIZE, SIZE)
+    big = torch.nn.functional.interpolate(img[0], scale_factor=2, mode="nearest")[None]
+    a = m.template_free_anchors(cams_small[:, 0])
+    with torch.no_grad():
+        g1, g2 = m(img, cams_small, a), m(big, cams_big, a)
+    assert torch.allclose(g1.means, g2.means, atol=1e-4)
+
+
+def test_window_indices():
+    idx, inside = window_indices(torch.tensor([[2.3, 4.7]]), (8, 8), 3)
+    rows, cols = idx[0] // 8, idx[0] % 8
+    assert sorted(set(rows.tolist())) == [3, 4, 5] and sorted(set(cols.tolist())) == [1, 2, 3] and inside.all()
+    idx, inside = window_indices(torch.tensor([[0.2, 0.2]]), (8, 8), 3)
+    assert inside.sum() == 4  # a corner: only the 2x2 in-grid part of the window counts
+    idx, _ = window_indices(torch.tensor([[5.9, 1.1]]), (8, 8), 1)
+    assert idx.tolist() == [[1 * 8 + 5]]
+
+
+def test_window_attention_sees_only_its_window_and_visible_views():
+    torch.manual_seed(0)
+    att = WindowCrossAttention(16, 2, window=3)
+    anchors = torch.randn(1, 2, 16)
+    tokens = torch.randn(1, 2, 64, 16)
+    uv = torch.tensor([[[[2.5, 2.5], [6.5, 6.5]], [[2.5, 2.5], [6.5, 6.5]]]])  # (B,V,A,2)
+    visible = torch.tensor([[[True, False], [True, False]]])  # anchor 1 seen by no view
+    out = att(anchors, tokens, uv, visible, (8, 8))
+    t2 = tokens.clone()
+    t2[:, :, 7 * 8 + 7] += 5.0 * torch.randn(16)  # far from anchor 0's window, inside anchor 1's (which is invisible)
+    out2 = att(anchors, t2, uv, visible, (8, 8))
+    assert torch.allclose(out, out2, atol=1e-6)
+    t3 = tokens.clone()
+    t3[:, 1, 2 * 8 + 3] += 5.0 * torch.randn(16)  # inside anchor 0's window in view 1
+    out3 = att(anchors, t3, uv, visible, (8, 8))
+    assert not torch.allclose(out3[:, 0], out[:, 0]) and torch.allclose(out3[:, 1], out[:, 1])
+    assert torch.isfinite(out).all()
+
+
+def test_template_free_anchors_fill_the_silhouette():
+    m = make_model(anchor_mode="template_free")
+    cams = cameras([30.0])
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., 8:56, 24:40] = 1
+    a = m.template_free_anchors(cams[:, 0], mask)
+    assert (a.labels == 28).all()
+    uv, z = project_points(a.xyz, cams[:, 0])
+    assert (z > 0).all()
+    centre = uv[0].mean(0)
+    assert (centre - torch.tensor([32.0, 32.0])).abs().max() < 3.0
+    assert 40 < float(uv[0, :, 1].max() - uv[0, :, 1].min()) < 56
+
+
+def test_farthest_point_subsample_is_deterministic_and_spread():
+    pts = body_like(1000)[0]
+    i1, i2 = farthest_point_indices(pts, 50), farthest_point_indices(pts.clone(), 50)
+    assert torch.equal(i1, i2) and len(set(i1.tolist())) == 50
+    d = torch.cdist(pts[i1], pts[i1]) + torch.eye(50) * 9
+    rand = pts[torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:50]]
+    d_rand = torch.cdist(rand, rand) + torch.eye(50) * 9
+    assert d.min() > d_rand.min()
+
+
+def test_every_trainable_parameter_gets_a_gradient():
+    m = make_model()
+    cams = cameras([0.0, 180.0])
+    g = m(torch.rand(1, 2, 3, SIZE, SIZE), cams, m.body_anchors(body_like(), torch.randint(0, 28, (400,))))
+    out = render(g, cams, backend="torch")
+    loss = out.rgb.mean() + out.alpha.mean() + m.decode_semantics(out.features).logsumexp(-1).mean()
+    loss.backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not missing
+    assert all(p.grad is None for p in m.encoder.parameters())  # frozen
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    m = make_model().eval()
+    m.save_pretrained(tmp_path / "w")
+    m2 = Reconstructor.from_pretrained(tmp_path / "w")
+    assert torch.equal(m2.anchor_index, m.anchor_index)
+    cams = cameras([0.0])
+    imgs = torch.rand(1, 1, 3, SIZE, SIZE)
+    a = m.body_anchors(body_like(), torch.zeros(400, dtype=torch.long))
+    with torch.no_grad():
+        assert torch.equal(m(imgs, cams, a).means, m2(imgs, cams, a).means)
+    m.save_pretrained(tmp_path / "h", dtype=torch.float16)
+    assert (tmp_path / "h" / "model.safetensors").stat().st_size < (tmp_path / "w" / "model.safetensors").stat().st_size * 0.6
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_load_rejects_mismatched_config(tmp_path):
+    m = make_model()
+    m.save_pretrained(tmp_path / "w")
+    cfg = json.loads((tmp_path / "w" / "config.json").read_text())
+    cfg["dim"] = 48
+    (tmp_path / "w" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="do not match"):
+        Reconstructor.from_pretrained(tmp_path / "w")
+    cfg["dim"] = 32
+    cfg["window_size"] = 3
+    (tmp_path / "w" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="unknown keys"):
+        Reconstructor.from_pretrained(tmp_path / "w")
+    with pytest.raises(FileNotFoundError):
+        Reconstructor.from_pretrained(tmp_path / "nothing")
+
+
+def test_body_anchors_need_a_template():
+    m = Reconstructor(tiny_config())
+    with pytest.raises(RuntimeError, match="set_anchor_template"):
+        m.body_anchors(body_like(), torch.zeros(400, dtype=torch.long))

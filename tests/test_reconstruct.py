@@ -1,0 +1,113 @@
+"""`humansplat reconstruct` end to end on CPU with a tiny untrained reconstructor: outputs, bad files, API."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from humansplat.cameras import Cameras, project_points
+from humansplat.cli import main
+from humansplat.gaussians import load_ply, render
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "examples" / "pexels-zdmit-6780091.png"
+OUTPUTS = {"gaussians.ply", "gaussians.splat", "turntable.mp4", "turntable.gif", "views.png", "parts.png", "report.json"}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    from humansplat.body import BodyModel, BodyParams
+    from humansplat.reconstruct import Reconstructor, ReconstructorConfig
+    from humansplat.reconstruct.io import config_from_dict
+
+    cfg = json.loads((ROOT / "configs" / "tiny.json").read_text())["model"]
+    torch.manual_seed(0)
+    model = Reconstructor(config_from_dict(ReconstructorConfig, cfg, "tiny"))
+    model.set_anchor_template(BodyModel.load()(BodyParams.neutral()).vertices[0])
+    return model.save_pretrained(tmp_path_factory.mktemp("weights") / "tiny")
+
+
+def photo_variants(folder: Path) -> dict[str, Path]:
+    """The same person as CMYK JPEG, 16-bit PNG and EXIF-rotated JPEG, plus broken and unusable files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgba = Image.open(PHOTO)
+    rgb = Image.new("RGB", rgba.size, "white")
+    rgb.paste(rgba, mask=rgba.getchannel("A"))
+    files = {}
+    files["cmyk"] = folder / "cmyk.jpg"
+    rgb.convert("CMYK").save(files["cmyk"], quality=90)
+    files["sixteen"] = folder / "sixteen.png"
+    Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257)).save(files["sixteen"])
+    files["rotated"] = folder / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    rgb.transpose(Image.Transpose.ROTATE_90).save(files["rotated"], exif=exif.tobytes(), quality=90)
+    files["corrupt"] = folder / "corrupt.png"
+    buf = io.BytesIO()
+    rgb.save(buf, "PNG")
+    files["corrupt"].write_bytes(buf.getvalue()[:400])
+    files["empty"] = folder / "empty.jpg"
+    files["empty"].write_bytes(b"")
+    files["text"] = folder / "notes.png"
+    files["text"].write_text("not an image")
+    files["tiny"] = folder / "tiny.png"
+    rgb.resize((20, 30)).save(files["tiny"])
+    files["blank"] = folder / "blank.png"  # an image with nobody in it
+    Image.new("RGB", (256, 256), (90, 140, 200)).save(files["blank"])
+    return files
+
+
+def test_reconstruct_batch_good_and_bad_files(tmp_path, weights, capsys):
+    files = photo_variants(tmp_path / "in")
+    out = tmp_path / "out"
+    args = [str(files[k]) for k in ("corrupt", "cmyk", "empty", "text", "sixteen", "tiny", "rotated", "blank")]
+    code = main(["reconstruct", *args, "-o", str(out), "--weights", str(weights), "--device", "cpu", "--frames", "4", "--size", "64"])
+    err = capsys.readouterr().err
+    assert code == 1
+    made = sorted(p.name for p in out.iterdir())
+    assert made == ["cmyk", "rotated", "sixteen"]  # nothing at all for the failures, no temporary folders
+    for name in made:
+        assert OUTPUTS <= {p.name for p in (out / name).iterdir()}
+    bad_lines = [line for line in err.splitlines() if line.startswith("humansplat reconstruct:")]
+    assert len(bad_lines) == 6  # five unusable files, one blank photo, then the summary line
+    for key in ("corrupt", "empty", "text", "tiny", "blank"):
+        assert sum(files[key].name in line for line in bad_lines) == 1
+    assert "5 of 8 failed" in bad_lines[-1]
+
+
+def test_report_camera_reproduces_the_photo_view(tmp_path, weights):
+    assert main(["reconstruct", str(PHOTO), "-o", str(tmp_path), "--weights", str(weights), "--device", "cpu", "--frames", "2", "--size", "64"]) == 0
+    folder = tmp_path / PHOTO.stem
+    report = json.loads((folder / "report.json").read_text())
+    assert report["structure_prior"] in ("body", "template_free")
+    assert set(report["timings_s"]) >= {"preprocess", "body_fit", "reconstruct"}
+    assert len(report["weights_sha256"]) == 64
+    cam = Cameras.from_dict(report["input_camera"])
+    assert (cam.width, cam.height) == (512, 512)
+    g = load_ply(folder / "gaussians.ply")
+    assert g.num == report["num_gaussians"]
+    # every Gaussian sits in the photo's view frustum of the recorded camera (pixel-aligned ones on their
+    # pixel rays, anchors placed from the body or the matte)
+    uv, z = project_points(g.means, cam[0])
+    inside = (z > 0) & (uv >= 0).all(-1) & (uv[:, 0] < cam.width) & (uv[:, 1] < cam.height)
+    assert inside.float().mean() > 0.9
+    assert render(g, cam.resized(64, 64)).alpha.max() > 0
+
+
+def test_python_api_returns_gaussians(weights):
+    import humansplat
+
+    g = humansplat.reconstruct(PHOTO, device="cpu", weights=weights)
+    assert g.batch_shape == () and g.num > 100
+    assert torch.isfinite(g.means).all()
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, capsys):
+    code = main(["reconstruct", str(PHOTO), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no reconstructor weights" in err[0]
+    assert not (tmp_path / "o").exists()

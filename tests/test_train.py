@@ -1,0 +1,129 @@
+"""Losses, the training loop (a tiny config overfits one subject on CPU), checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from humansplat.body.parts import CLASS_ID
+from humansplat.train.losses import LPIPS, LossConfig, ReconstructionLoss, class_weight_table, ssim
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ssim_identity_and_degradation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-5)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    worse = (x + 0.4 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    s1, s2 = ssim(x, noisy), ssim(x, worse)
+    assert (s1 < 0.95).all() and (s2 < s1).all()
+
+
+def test_lpips_loads_local_weights_only(tmp_path):
+    torch.manual_seed(0)
+    ref = LPIPS()
+    for name, p in ref.named_parameters():
+        p.data.normal_(0, 0.05)
+        if name.startswith("lin"):  # LPIPS channel weights are non-negative
+            p.data.abs_()
+    path = tmp_path / "lpips_vgg.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    lp = LPIPS.from_file(path)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(lp(x, x), torch.zeros(2), atol=1e-6)
+    assert (lp(x, 1 - x) > 0).all()
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        LPIPS.from_file(tmp_path / "missing.safetensors")
+    save_file({"lin0": torch.zeros(1, 64, 1, 1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match="do not match"):
+        LPIPS.from_file(tmp_path / "bad.safetensors")
+
+
+def test_hierarchical_weights_emphasise_face_and_hands():
+    table = class_weight_table(LossConfig().class_weights)
+    assert table[CLASS_ID["Face_Neck"]] > table[CLASS_ID["Torso"]] and table[CLASS_ID["Left_Hand"]] > 1
+    assert table[CLASS_ID["Lower_Lip"]] > table[CLASS_ID["Face_Neck"]]
+    with pytest.raises(ValueError, match="unknown"):
+        class_weight_table({"Nose": 2.0})
+    # the same error costs more on a face pixel than on a torso pixel
+    loss = ReconstructionLoss(LossConfig(rgb_l1=0, mask=0, ssim=0, semantic=0))
+    target = torch.zeros(1, 3, 4, 4)
+    labels = torch.full((1, 4, 4), CLASS_ID["Torso"])
+    labels[0, 0, 0] = CLASS_ID["Face_Neck"]
+    err_face, err_torso = target.clone(), target.clone()
+    err_face[..., 0, 0], err_torso[..., 3, 3] = 1.0, 1.0
+    m = torch.ones(1, 1, 4, 4)
+    l_face, _ = loss(err_face, m, None, target, m, labels)
+    l_torso, _ = loss(err_torso, m, None, target, m, labels)
+    assert l_face > l_torso
+
+
+# ---- the training loop on the synthetic engine (CPU, tiny) ----
+
+
+def tiny_config(tmp_path: Path, **kw):
+    from humansplat.reconstruct import Autoencoder, AutoencoderConfig
+    from humansplat.train.config import TrainConfig
+    from humansplat.train.trainer import save_autoencoder
+
+    cfg = TrainConfig.load(ROOT / "configs" / "tiny.json")
+    torch.manual_seed(0)
+    ae = Autoencoder(AutoencoderConfig(**cfg.model["autoencoder"]))
+    save_autoencoder(ae, tmp_path / "ae")
+    cfg.autoencoder = str(tmp_path / "ae")
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def one_subject():
+    from humansplat.data import EngineConfig, SyntheticEngine
+
+    engine = SyntheticEngine(EngineConfig(resolution=64, views=2), torch.device("cpu"))
+    return engine.sample(1, torch.Generator().manual_seed(3))
+
+
+def test_tiny_model_overfits_one_subject(tmp_path, one_subject):
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path), tmp_path / "run", device="cpu")
+    trainer.engine.sample = lambda batch_size, generator: one_subject  # the same subject every step
+    trainer.fit()
+    first, last = trainer.history[0], trainer.history[-1]
+    assert first["loss/mse"] / last["loss/mse"] >= 10, (first, last)
+    assert last["loss/total"] < first["loss/total"] / 3
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == trainer.cfg.max_steps
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, one_subject):
+    from humansplat.reconstruct import Reconstructor
+    from humansplat.train.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, max_steps=4)
+    t1 = Trainer(cfg, tmp_path / "run", device="cpu")
+    t1.engine.sample = lambda batch_size, generator: one_subject
+    t1.fit()
+    saved = Reconstructor.from_pretrained(tmp_path / "run" / "model")
+    t2 = Trainer(tiny_config(tmp_path, max_steps=6), tmp_path / "run", resume=True, device="cpu")
+    assert t2.step == 4 and len(t2.optimizer.state) > 0
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), t2.model.state_dict().values()))
+    t2.engine.sample = lambda batch_size, generator: one_subject
+    t2.fit()
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 6
+
+
+def test_train_command_refuses_to_overwrite_a_run(tmp_path):
+    from humansplat.cli import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text("{}")
+    assert main(["train", str(ROOT / "configs" / "tiny.json"), "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", str(tmp_path / "missing.json")]) == 2
