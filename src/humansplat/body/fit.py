@@ -5,26 +5,29 @@ keypoints (spine, neck, head, clavicles, upper and lower arms and legs) and the 
 Hands, feet and fingers stay at the pose prior's relaxed stand.
 
 Energy per person, in pixels of a 512-pixel image:
-  sum_k c_k GM(|proj(X_k) - x_k|), with the Geman-McClure penalty GM(e) = s^2 e^2 / (e^2 + s^2), so a
-  wrong keypoint costs at most s^2; plus sigma^2 times (-2 log) of the priors, sigma being the expected
-  keypoint noise: the pose prior's Gaussian mixture (fitted to the pose sampler, restricted to the
-  fitted bones), a Gaussian on the body's lean away from the cameras' up axis, and a Gaussian on the
-  phenotypes (adults' moments under anny's calibrated distributions); a hinge on the joint limits; and,
-  with a mask, the squared distance outside it of the keypoint-region vertices. Missing keypoints
-  (confidence 0) cost nothing, so with only a head or half a body the unseen parts stay at the prior.
+  sum_k w_k GM(|proj(X_k) - x_k|), w_k = ((c_k - 0.2) / 0.6)^2 capped at 1 (guessed keypoints, e.g. hands
+  in pockets at c ~ 0.3, count little), GM(e) = s^2 e^2 / (e^2 + s^2) (a wrong keypoint costs at most s^2);
+  plus sigma^2 times (-2 log) of the priors, sigma the expected keypoint noise: the pose mixture (restricted
+  to the fitted bones); upright under gravity (world +Y): the pelvis' lean (3 degrees), the hips-to-shoulders
+  lean (5 degrees), and a hinge on feet behind the hips (2D keypoints cannot see a lean in depth: without
+  these the fit bends forward at the hips); a phenotype mixture over age bands (children to the elderly);
+  a hinge on the joint limits; with a mask, the squared distance outside it of the keypoint-region vertices.
+  Missing keypoints cost nothing, so with only a head or half a body the unseen parts stay at the prior.
 
-Initialisation: upright along the cameras' up axis, facing the camera (or turning its back, when the
-left keypoints appear left of the right ones), at the depth where the mean body's shoulder, hip and
-head distances match the observed ones. Three Adam stages follow: placement only, from six headings at
-once (the facing direction is ambiguous in 2D), keeping the best; pose with the phenotype frozen (its
-rest state computed once: the cheap iterations); then everything. On CPU the fit runs on one thread
-(many tiny ops: faster than several, much faster on a busy machine); see benchmarks/fit.py.
+Initialisation: upright, facing the camera (or turning its back, when the left keypoints appear left of
+the right ones), at the depth where the mean adult's shoulder, hip and head distances match the observed
+ones. Adam in stages, each keeping the lowest energy of several starts: placement from six headings (the
+facing direction is ambiguous in 2D); then the pose (phenotype frozen, its rest state computed once) from
+a child's, a pre-teen's and an adult's phenotype (moved along the camera rays to keep their image size)
+and, when a knee or ankle is far from the placed body's, also sitting, crouching and one-knee-raised
+legs; then pose and phenotype together. On CPU the fit runs on one thread (many tiny ops).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,10 +54,17 @@ class FitConfig:
     robust_px: tuple[float, float, float] = (100.0, 40.0, 25.0)  # Geman-McClure scale per stage (512-px units)
     keypoint_sigma_px: float = 5.0  # expected keypoint noise (512-px units): weighs every prior against the data
     limit_weight: float = 1e4
-    upright_deg: float = 8.0  # spread of the body's lean from the cameras' up axis
+    upright_deg: tuple[float, float] = (3.0, 3.0)  # spread of the pelvis' lean from the world's +Y: towards the camera, sideways
+    torso_deg: float = 5.0  # spread of the torso's (hips to shoulders) lean from the world's +Y
+    feet_back_m: tuple[float, float] = (0.03, 0.02)  # ankles behind the hips: free up to, then spread of (metres)
+    phenotype_lr: float = 0.1
     headings_deg: tuple[float, ...] = (0.0, 60.0, -60.0, 120.0, -120.0, 180.0)  # start turns about the up axis
     mask_weight: float = 1.0
     min_confidence: float = 0.2
+    full_confidence: float = 0.8  # weight ((c - min) / (full - min))^2, capped at 1: guessed keypoints count little
+    ages_years: tuple[float, ...] = (6.0, 11.0, 30.0)  # phenotype starts tried in the pose stage
+    hypothesis_iters: int = 25  # pose-stage iterations spent on every start before keeping the best
+    bent_leg_px: float = 30.0  # a knee or ankle this far off after placement: also try bent-leg starts
     converged_px: float = 5.0  # 512-px units
 
 
@@ -85,7 +95,7 @@ def fit_body(
 ) -> FitResult:
     """Fit one body per image: keypoints_px (B, 17, 2) COCO-17 pixels, confidence (B, 17) in [0, 1]
     (0 = missing), cameras of batch (B,), optional person masks (B, H, W). ``iters`` rescales the
-    three stages to that total. ``init`` replaces the automatic initialisation."""
+    three stages to that total. ``init`` replaces the automatic initialisation (and its several starts)."""
     cfg = config or FitConfig()
     body = body or BodyModel.load(keypoints_px.device)
     prior = prior or default_pose_prior()
@@ -98,30 +108,30 @@ def fit_body(
         stages = tuple(max(1, round(iters * s / total)) for s in stages)
     dev = keypoints_px.device
     conf = confidence.float()
-    conf = torch.where(conf >= cfg.min_confidence, conf, torch.zeros_like(conf))
-    problem = _Problem(body, prior, cfg, keypoints_px.float(), conf, cameras.to(dev, torch.float32), mask)
+    seen = conf >= cfg.min_confidence
+    weight = ((conf - cfg.min_confidence) / (cfg.full_confidence - cfg.min_confidence)).clamp(0, 1).square()
+    weight = torch.where(seen, weight.clamp(min=1e-3), torch.zeros_like(weight))
+    problem = _Problem(body, prior, cfg, keypoints_px.float(), weight, cameras.to(dev, torch.float32), mask)
     with _few_threads(dev):
         if init is not None:
-            start = init.to(dev).clone()
+            final, loss = problem.optimise(init.to(dev).clone(), [(stages[0], 0), (stages[1], 1), (stages[2], 2)])
         else:
             with torch.no_grad():
-                start = _initialise(body, prior, problem.obs, conf, problem.cams)
-            # Several headings at once (the facing direction is ambiguous in 2D); keep the best placement.
-            K = len(cfg.headings_deg)
-            many = problem.repeat(K)
-            hyp = start[torch.arange(B, device=dev).repeat_interleave(K)]
-            turn = torch.deg2rad(torch.tensor(cfg.headings_deg, device=dev)).repeat(B)
-            hyp.pose[:, 0] = _turn(hyp.pose[:, 0], many.up * turn[:, None])
-            hyp, loss = many.optimise(hyp, [(stages[0], 0)])
-            best = loss.reshape(B, K).argmin(1) + torch.arange(B, device=dev) * K
-            start = hyp[best]
-            stages = (0, *stages[1:])
-        final, loss = problem.optimise(start, [(stages[0], 0), (stages[1], 1), (stages[2], 2)])
+                start = _initialise(body, prior, problem.obs, weight, problem.cams)
+            # The facing direction is ambiguous in 2D: place the body from six headings, keep the best.
+            turn = torch.deg2rad(torch.tensor(cfg.headings_deg, device=dev))
+            hyp = start[torch.arange(B, device=dev).repeat_interleave(len(turn))]
+            hyp.pose[:, 0] = _turn(hyp.pose[:, 0], problem.up.repeat_interleave(len(turn), 0) * turn.repeat(B)[:, None])
+            start = problem.best_of(hyp, [(stages[0], 0)])
+            # Proportions, not size, tell a child from an adult; bent legs are local minima: pose from
+            # several phenotypes and leg starts, keep the lowest energy.
+            n_hyp = min(cfg.hypothesis_iters, stages[1])
+            start = problem.best_of(_starts(body, prior, problem, start, cfg), [(n_hyp, 1)])
+            final, loss = problem.optimise(start, [(stages[1] - n_hyp, 1), (stages[2], 2)])
         with torch.no_grad():
             output = body(final)
             uv, _ = project_points(output.keypoints, problem.cams)
     err = (uv - problem.obs).norm(dim=-1)
-    seen = conf > 0
     reproj = (err * seen).sum(-1) / seen.sum(-1).clamp(min=1)
     return FitResult(final, output, uv, reproj, reproj <= cfg.converged_px * problem.scale, loss)
 
@@ -135,9 +145,13 @@ class _Problem:
         dev = obs.device
         self.scale = max(cams.width, cams.height) / 512.0
         self.dist_out = _outside_distance(mask, self.scale) if mask is not None else dist_out
-        self.ph_mean, self.ph_spread = (t.to(dev) for t in _phenotype_moments())
+        self.ph_mix = tuple(t.to(dev) for t in _phenotype_mixture())
         self.bone_idx = torch.tensor([BONE_NAMES.index(n) for n in FIT_BONES], device=dev)
-        self.up = -cams.c2w[:, :3, 1]
+        # Gravity is the world's +Y (humansplat.cameras), whatever the cameras' own tilt.
+        self.up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(obs.shape[0], 3)
+        towards = -cams.c2w[:, :3, 2]  # from the subject to the camera, made horizontal
+        self.towards = F.normalize(towards - (towards * self.up).sum(-1, keepdim=True) * self.up, dim=-1)
+        self.right = torch.linalg.cross(self.up, self.towards)
 
     def repeat(self, k: int) -> "_Problem":
         idx = torch.arange(self.obs.shape[0], device=self.obs.device).repeat_interleave(k)
@@ -151,15 +165,34 @@ class _Problem:
         e2 = ((uv - self.obs) / self.scale).square().sum(-1)
         total = (self.conf * robust**2 * e2 / (e2 + robust**2)).sum(-1)
         pose_term = prior.mixture_loss(p.pose, self.bone_idx)
-        body_up = _rotvec_to_matrix(p.pose[:, 0])[..., 1]
-        lean2 = 2 * (1 - (body_up * self.up).sum(-1)).clamp(min=0)  # ~ lean angle^2
-        pose_term = pose_term + lean2 / torch.deg2rad(torch.tensor(cfg.upright_deg)) ** 2
-        shape_term = ((p.phenotype - self.ph_mean) / self.ph_spread).square().sum(-1)
+        R0 = _rotvec_to_matrix(p.pose[:, 0])
+        body_up, body_front = R0[..., 1], R0[..., 2]
+        # Upright under gravity: the pelvis (towards the camera and sideways), the torso over it, the feet
+        # not behind the hips (2D keypoints cannot see a lean in depth; without these the fit bends forward).
+        pitch = torch.atan2((body_up * self.towards).sum(-1), (body_up * self.up).sum(-1))
+        roll = torch.asin((body_up * self.right).sum(-1).clamp(-1, 1))
+        torso = F.normalize(kps[:, 5:7].mean(1) - kps[:, 11:13].mean(1), dim=-1)  # hips to shoulders
+        torso2 = 2 * (1 - (torso * self.up).sum(-1)).clamp(min=0)  # ~ its lean squared
+        front = F.normalize(body_front - (body_front * self.up).sum(-1, keepdim=True) * self.up, dim=-1)
+        feet_back = ((kps[:, 11:13].mean(1) - kps[:, 15:17].mean(1)) * front).sum(-1)
+        lean = (pitch / math.radians(cfg.upright_deg[0])).square() + (roll / math.radians(cfg.upright_deg[1])).square()
+        pose_term = pose_term + lean + torso2 / math.radians(cfg.torso_deg) ** 2
+        pose_term = pose_term + ((feet_back - cfg.feet_back_m[0]).clamp(min=0) / cfg.feet_back_m[1]).square()
+        shape_term = _mixture_nll(p.phenotype, *self.ph_mix)
         total = total + cfg.keypoint_sigma_px**2 * (pose_term + shape_term) + cfg.limit_weight * prior.limit_loss(p.pose)
         total = total + 1e3 * (0.1 - z).clamp(min=0).sum(-1)  # stay in front of the camera
         if self.dist_out is not None:
             total = total + cfg.mask_weight * _mask_term(verts, self.cams, self.dist_out)
         return total
+
+    def best_of(self, starts: BodyParams, stages: list[tuple[int, int]]) -> BodyParams:
+        """Optimise ``starts`` (B * k, the k starts of each person together) and keep each person's best."""
+        B = self.obs.shape[0]
+        k = starts.batch_size // B
+        if k == 1:
+            return self.optimise(starts, stages)[0]
+        found, loss = self.repeat(k).optimise(starts, stages)
+        return found[loss.reshape(B, k).argmin(1) + torch.arange(B, device=loss.device) * k]
 
     def optimise(self, start: BodyParams, stages: list[tuple[int, int]]) -> tuple[BodyParams, Tensor]:
         """Adam over stages (iterations, level): level 0 moves the body, 1 also poses it, 2 also shapes it."""
@@ -175,11 +208,14 @@ class _Problem:
             pose = torch.cat([root[:, None], prior.to_pose(angles)[:, 1:]], 1)
             return BodyParams(torch.sigmoid(ph_logit), pose, transl)
 
-        free = [[root, transl], [root, transl, d_angles], [root, transl, d_angles, ph_logit]]
+        lr = self.cfg.lr
+        free = [[root, transl], [root, transl, d_angles], [root, transl, d_angles]]
+        level = 0
         for n_iter, level in stages:
             if n_iter <= 0:
                 continue
-            opt = torch.optim.Adam(free[level], lr=self.cfg.lr)
+            groups = [{"params": free[level]}] + ([{"params": [ph_logit], "lr": self.cfg.phenotype_lr}] if level == 2 else [])
+            opt = torch.optim.Adam(groups, lr=lr)
             rest = None
             if level < 2:  # the phenotype is fixed: compute its rest state once
                 with torch.no_grad():
@@ -190,16 +226,92 @@ class _Problem:
                 opt.step()
         with torch.no_grad():
             final = params().detach()
-            return final, self.energy(final, None, self.cfg.robust_px[-1])
+            return final, self.energy(final, None, self.cfg.robust_px[level])
 
 
 @functools.lru_cache(maxsize=1)
-def _phenotype_moments() -> tuple[Tensor, Tensor]:
-    """Mean and spread of adult phenotypes (anny's calibrated distributions, 18 to 80 years)."""
+def _phenotype_mixture() -> tuple[Tensor, Tensor, Tensor]:
+    """A diagonal Gaussian mixture over phenotypes, one component per age band (anny's calibrated
+    distributions, 3 to 85 years, weighted by the band's years, children less): means (C, P), spreads (C, P), log weights (C,)."""
     from humansplat.body.phenotypes import sample_phenotypes
 
-    ph = sample_phenotypes(4096, torch.Generator().manual_seed(0), years=(18.0, 80.0))
-    return ph.mean(0), ph.std(0).clamp(min=0.05)
+    g = torch.Generator().manual_seed(0)
+    means, spreads, weights = [], [], []
+    for lo, hi in _AGE_BANDS:
+        ph = sample_phenotypes(1024, g, years=(lo, hi))
+        means.append(ph.mean(0))
+        spreads.append(ph.std(0).clamp(min=0.05))
+        weights.append((hi - lo) * (1.0 if lo >= 18.0 else _CHILD_WEIGHT))
+    spread = torch.stack(spreads)
+    spread[:, 1] = spread[:, 1].clamp(min=0.07)  # neighbouring ages overlap: the age can slide between bands
+    w = torch.tensor(weights, dtype=torch.float32)
+    return torch.stack(means), spread, (w / w.sum()).log()
+
+
+_AGE_BANDS = [(3.0, 8.0), (8.0, 13.0), (13.0, 18.0), (18.0, 40.0), (40.0, 85.0)]
+_CHILD_WEIGHT = 0.1  # most photos are of adults; keypoints alone barely tell a child's proportions (docs/fit.md)
+
+
+def _mixture_nll(x: Tensor, mean: Tensor, spread: Tensor, logw: Tensor) -> Tensor:
+    """(B,) -2 log density of (B, P) under a diagonal Gaussian mixture, up to a constant."""
+    e = (((x[:, None] - mean) / spread) ** 2 + 2 * spread.log()).sum(-1)
+    return -2 * torch.logsumexp(-0.5 * e + logw, dim=1)
+
+
+def _adult_phenotype() -> Tensor:
+    mean, _, logw = _phenotype_mixture()
+    adult = [i for i, (lo, _) in enumerate(_AGE_BANDS) if lo >= 18.0]
+    w = logw[adult].softmax(0)
+    return (mean[adult] * w[:, None]).sum(0)
+
+
+def _starts(body: BodyModel, prior: PosePrior, problem: _Problem, placed: BodyParams, cfg: FitConfig) -> BodyParams:
+    """Starts for the pose stage, (B * k): the placed body with the phenotype of each of ``cfg.ages_years``
+    (moved along the camera rays to keep its image size) and, when a knee or ankle is far from where
+    the placed body puts it, also sitting, crouching and one-knee-raised legs."""
+    B, dev = placed.batch_size, placed.pose.device
+    with torch.no_grad():
+        kps = body.keypoints(placed)
+        uv, _ = project_points(kps, problem.cams)
+        legs = slice(13, 17)
+        off = ((uv[:, legs] - problem.obs[:, legs]).norm(dim=-1) / problem.scale * (problem.conf[:, legs] > 0.05)).amax(1)
+        bent = bool((off > cfg.bent_leg_px).any())
+        a = prior.to_angles(placed.pose)
+        legs_k = [a]
+        if bent:
+            for knees in ((90, 90), (115, 115), (90, None), (None, 90)):  # sit, crouch, left or right knee up
+                b = a.clone()
+                for side, hip in zip("lr", knees, strict=True):
+                    if hip is not None:
+                        b[:, BONE_NAMES.index(f"thigh_{side}"), 0] = math.radians(hip)
+                        b[:, BONE_NAMES.index(f"calf_{side}"), 0] = -math.radians(hip + 5)
+                legs_k.append(b)
+        # Phenotypes: the mean of each age band the requested ages fall in (adults: the adult mean).
+        mean, _, _ = _phenotype_mixture()
+        phs = []
+        for years in cfg.ages_years:
+            band = next((i for i, (lo, hi) in enumerate(_AGE_BANDS) if lo <= years < hi), len(_AGE_BANDS) - 1)
+            phs.append(_adult_phenotype() if years >= 18.0 else mean[band])
+        out = []
+        cam_centre = problem.cams.c2w[:, :3, 3]
+        ref = _stable_size(kps)
+        for ph in phs:
+            for ang in legs_k:
+                p = BodyParams(ph.to(dev).expand(B, -1).clone(), torch.cat([placed.pose[:, :1], prior.to_pose(ang)[:, 1:]], 1), placed.transl.clone())
+                k0 = body.keypoints(BodyParams(p.phenotype, p.pose, torch.zeros_like(p.transl)))
+                s = (_stable_size(k0) / ref)[:, None]  # a smaller body comes nearer, by its size ratio
+                centre = kps.mean(1)
+                p.transl = cam_centre + s * (centre - cam_centre) - k0.mean(1)
+                out.append(p)
+    k = len(out)
+    stacked = BodyParams.cat(out)  # (k * B): start-major; reorder to person-major
+    order = torch.arange(k * B, device=dev).reshape(k, B).T.flatten()
+    return stacked[order]
+
+
+def _stable_size(kps: Tensor) -> Tensor:
+    """(B,) mean 3D length of the pose-stable keypoint pairs: a body's size."""
+    return torch.stack([(kps[:, i] - kps[:, j]).norm(dim=-1) for i, j in _RIGID_PAIRS], 1).mean(1)
 
 
 def _turn(rotvec: Tensor, axis_angle: Tensor) -> Tensor:
@@ -210,15 +322,16 @@ def _turn(rotvec: Tensor, axis_angle: Tensor) -> Tensor:
 
 
 def _initialise(body: BodyModel, prior: PosePrior, obs: Tensor, conf: Tensor, cams: Cameras) -> BodyParams:
-    """Facing (or backing onto) the camera, upright, at the depth the keypoint spread implies."""
+    """Facing (or backing onto) the camera, upright (world +Y), at the depth the keypoint spread implies."""
     import roma
 
     B, dev = obs.shape[0], obs.device
     p = BodyParams.neutral(B, device=dev)
-    p.phenotype = _phenotype_moments()[0].to(dev).expand(B, -1).clone()
+    p.phenotype = _adult_phenotype().to(dev).expand(B, -1).clone()
     p.pose = prior.mean.to(dev).expand(B, -1, -1).clone()
     c2w = cams.c2w
-    up, towards = -c2w[:, :3, 1], -c2w[:, :3, 2]
+    up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(B, 3)
+    towards = -c2w[:, :3, 2]
     lr = torch.zeros(B, device=dev)  # > 0: the subject's left appears on the image's right (facing us)
     for left, right in zip(_LEFT, _RIGHT, strict=True):
         lr = lr + torch.minimum(conf[:, left], conf[:, right]) * (obs[:, left, 0] - obs[:, right, 0])
