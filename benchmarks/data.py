@@ -47,6 +47,33 @@ def measure(engine: SyntheticEngine, batch: int, iters: int) -> dict:
     return {"build": b, "render": r, "total": b + r, "gaussians": n}
 
 
+def profile(engine: SyntheticEngine, batch: int) -> None:
+    """Where one call spends its time: the engine's stages (``data.*``) and the top kernels."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = engine.device.type == "cuda"
+    g = torch.Generator().manual_seed(1)
+    engine.sample(batch, g)
+    with torch_profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        engine.sample(batch, g)
+        _sync(engine.device)
+    events = prof.key_averages()
+
+    def device_ms(e) -> float:
+        return getattr(e, "device_time_total", 0.0) / 1e3
+
+    print(f"\nprofile, batch {batch}: stage, CPU-side ms, device ms")
+    for e in sorted((e for e in events if e.key.startswith("data.")), key=lambda e: -e.cpu_time_total):
+        print(f"  {e.key:16s} {e.cpu_time_total / 1e3:9.1f} {device_ms(e):9.1f}")
+    for key in (["self_device_time_total", "self_cuda_time_total"] if cuda else []) + ["self_cpu_time_total"]:
+        try:
+            print(events.table(sort_by=key, row_limit=12, max_name_column_width=50))
+            break
+        except (KeyError, AttributeError, ValueError):
+            continue
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", nargs="+", default=None, help="default: cuda (if present) and cpu")
@@ -56,6 +83,7 @@ def main() -> int:
     ap.add_argument("--cpu-batch", type=int, default=1, help="subjects per call on the CPU (one timed run, no warm-up)")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--profile", type=int, default=0, help="also profile one call with this batch size (first device)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,6 +98,8 @@ def main() -> int:
             rows.append((label, batch, m))
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
+    if args.profile:
+        profile(SyntheticEngine(EngineConfig(resolution=args.res, views=args.views), device=devices[0]), args.profile)
     print(f"\nsynthetic engine, {args.res}x{args.res}, 1 input + {args.views} orbit views per subject, torch {torch.__version__}\n")
     print("| device | batch | Gaussians/subject | build s | render s | subjects/s | views/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

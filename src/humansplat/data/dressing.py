@@ -22,7 +22,13 @@ from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, M, Outfit
 from humansplat.data.surfels import COVER, Surfels
 from humansplat.meshes import face_areas, interpolate, vertex_normals
 
-__all__ = ["BodySurface", "BodyCoords", "body_coords", "body_surfels"]
+__all__ = ["BodySurface", "BodyCoords", "body_coords", "body_surfels", "is_seated"]
+
+
+def is_seated(keypoints: Tensor) -> Tensor:
+    """(B,) sitting or crouching: knees less than half a thigh below the hips (COCO-17 keypoints)."""
+    thigh = (keypoints[:, 11:13] - keypoints[:, 13:15]).norm(dim=-1).mean(1)
+    return (keypoints[:, 11:13, 1].mean(1) - keypoints[:, 13:15, 1].mean(1)) < 0.5 * thigh
 
 
 class BodySurface:
@@ -147,10 +153,11 @@ def _label_mask(labels: Tensor, *names: str) -> Tensor:
     return torch.isin(labels, ids)
 
 
-def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, generator: torch.Generator) -> tuple[Surfels, BodyCoords]:
+def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, generator: torch.Generator) -> tuple[Surfels, BodyCoords, Tensor]:
     """Surfels of the posed bodies (``posed``/``rest``: BodyOutput of the same phenotypes in their pose
     and in the zero pose) dressed in their tight layers: skin, lips, eyes, brows, socks, trousers /
-    shorts / skirt slips, tops and dress bodices, jackets, shoes, hair on the scalp and hats."""
+    shorts / skirt slips, tops and dress bodices, jackets, shoes, hair on the scalp and hats. Also returns
+    where each sample lies (BodyCoords) and the body part under it (N,) (Sapiens id of the naked body)."""
     fid, bary = surface.sample(rest.vertices, n, generator)
     faces = surface.faces
     vp, vr = posed.vertices, rest.vertices
@@ -205,18 +212,21 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     hem = torch.where(dress, per(o.waist), per(o.hem))
     neck_cut = is_torso & co.front & (co.drop < per(o.neck_depth) - co.lateral.abs() * per(o.neck_slope))
     top = (trunk & (co.h > hem) & ~neck_cut) | (is_arm & (co.arm_t < per(o.sleeve)))
-    leg_len = torch.where(skirt_like, 0.12, per(o.leg_len))
+    # skirts and coat tails hang as loose surfaces, except on seated bodies: there they lie on the thighs
+    seated = per(is_seated(posed.keypoints))
+    leg_len = torch.where(skirt_like, torch.where(seated, 0.45, 0.12), per(o.leg_len))
     lower = (is_torso & (co.h < per(o.waist))) | (is_leg & (co.leg_t < leg_len))
-    lower_thick = torch.where(skirt_like, 0.003, per(o.bottom_thick) + per(o.wide) * co.leg_t.clamp(0, 1) ** 2 * is_leg)
+    lower_thick = torch.where(skirt_like, torch.where(seated, 0.012, 0.003), per(o.bottom_thick) + per(o.wide) * co.leg_t.clamp(0, 1) ** 2 * is_leg)
     top_wins = top & ~(lower & per(o.tucked))
     sock = per(o.socks & (o.shoes > 0)) & is_shin & (co.leg_t > per(o.sock_top)) & ~lower
     apply(sock, 0.002, M["socks"], torch.where(is_left, C["Left_Sock"], C["Right_Sock"]))
-    apply(lower & ~top_wins, torch.maximum(lower_thick, per(o.top_thick) * top), M["bottom"], C["Lower_Clothing"])
+    apply(lower & ~top_wins, torch.maximum(lower_thick, per(o.top_thick) * top), torch.where(dress, M["top"], M["bottom"]), C["Lower_Clothing"])
     apply(top_wins, torch.maximum(per(o.top_thick), lower_thick * lower), M["top"], C["Upper_Clothing"])
 
     # jackets and coats (the coat's tail is a loose surface)
     open_cut = per(o.open_front) & co.front & (co.lateral.abs() < per(o.open_width) * 0.5 + (co.h - 0.6).clamp_min(0) * 0.3)
-    outer = per(o.outer > 0) & (((trunk & (co.h > per(o.outer_hem))) & ~open_cut) | (is_arm & (co.arm_t < 0.96)))
+    coat_lap = per(o.outer == 2) & seated & is_leg & (co.leg_t < 0.42)
+    outer = per(o.outer > 0) & ((((trunk & (co.h > per(o.outer_hem))) | coat_lap) & ~open_cut) | (is_arm & (co.arm_t < 0.96)))
     apply(outer, per(o.outer_thick), M["outer"], C["Upper_Clothing"])
 
     # shoes: thicker soles and toes
@@ -254,7 +264,7 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
         labels=lab,
         opacity=torch.ones_like(off),
     )
-    return surf, co
+    return surf, co, labels
 
 
 def _masked_mean(v: Tensor, mask: Tensor) -> Tensor:

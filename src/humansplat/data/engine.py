@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 
 from humansplat.body import BodyModel, BodyParams
 from humansplat.body.parts import CLASS_ID
@@ -58,7 +59,7 @@ class EngineConfig:
     roll_std: float = 3.0
     years: tuple[float, float] = (4.0, 85.0)
     pose_kinds: tuple[str, ...] | None = None
-    render_chunk: int = 0  # subjects per renderer call; 0: as many as fit ~2 GB of output
+    render_chunk: int = 0  # subjects per renderer call; 0: as many as fit ~4 GB of raw render output
     backend: str = "auto"
 
     @property
@@ -99,12 +100,13 @@ def render_maps(gaussians: Gaussians, cameras: Cameras, background: float = 1.0,
     (-1 where the surface carries no label, e.g. scans without a body fit)."""
     B = gaussians.means.shape[0]
     V, H, W = cameras.batch_shape[-1], cameras.height, cameras.width
-    chunk = chunk or max(1, int(2e9 // (V * H * W * 32 * 4)))
+    chunk = chunk or max(1, int(4e9 // (V * H * W * 32 * 4)))
     ids = torch.tensor([0, *LABEL_CHANNELS], device=gaussians.device)
     outs: dict[str, list[Tensor]] = {k: [] for k in ("images", "masks", "depths", "normals", "labels")}
     for s in range(0, B, chunk):
         g = Gaussians(**{f.name: None if getattr(gaussians, f.name) is None else getattr(gaussians, f.name)[s : s + chunk] for f in dataclasses.fields(Gaussians)})
-        r = render(g, cameras[s : s + chunk].to(gaussians.device), background=background, backend=backend)
+        with record_function("data.rasterize"):
+            r = render(g, cameras[s : s + chunk].to(gaussians.device), background=background, backend=backend)
         fg = r.alpha > 0.5
         feats = r.features
         outs["images"].append(r.rgb.clamp(0, 1).permute(0, 1, 4, 2, 3))
@@ -148,32 +150,37 @@ class SyntheticEngine:
 
         cfg, dev, B = self.config, self.build_device, batch_size
         g = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        phen = sample_phenotypes(B, g, years=cfg.years)
-        pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
-        params = BodyParams(phen, pose, torch.zeros(B, 3)).to(dev)
-        posed = self.body(params)
-        rest = self.body(BodyParams(params.phenotype, torch.zeros_like(params.pose), params.transl))
-        outfit = sample_outfits(phen, g)
-        place_logos(outfit, rest.keypoints, g)
-        outfit = outfit.to(dev)
-        lights = sample_lights(B, g).to(dev)
-        surf = Surfels.cat([
-            body_surfels(self.surface, posed, rest, outfit, cfg.body_points, g)[0],
-            loose_surfels(posed, rest, self.surface.vertex_labels, outfit, cfg.loose_detail),
-        ])  # fmt: skip
+        with record_function("data.body"):
+            phen = sample_phenotypes(B, g, years=cfg.years)
+            pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
+            params = BodyParams(phen, pose, torch.zeros(B, 3)).to(dev)
+            posed = self.body(params)
+            rest = self.body(BodyParams(params.phenotype, torch.zeros_like(params.pose), params.transl))
+        with record_function("data.outfits"):
+            outfit = sample_outfits(phen, g)
+            place_logos(outfit, rest.keypoints, g)
+            outfit = outfit.to(dev)
+            lights = sample_lights(B, g).to(dev)
+        with record_function("data.dressing"):
+            tight, _, parts = body_surfels(self.surface, posed, rest, outfit, cfg.body_points, g)
+        with record_function("data.loose"):
+            loose = loose_surfels(posed, rest, self.surface.vertex_labels, tight.means, parts, outfit, cfg.loose_detail)
+        surf = Surfels.cat([tight, loose])
         centre = (posed.vertices.amin(1) + posed.vertices.amax(1)) / 2
         surf.means = surf.means - centre[:, None]
         params.transl = params.transl - centre
-        colors = shade(surfel_albedo(surf, outfit), surf.normals, lights)
-        onehot = F.one_hot(surf.labels, 28)[..., LABEL_CHANNELS].to(colors.dtype)
-        gauss = Gaussians.from_activated(
-            means=surf.means,
-            rotations=surf.rotations(),
-            scales=surf.scales3(),
-            opacities=surf.opacity,
-            colors=colors,
-            features=torch.cat([surf.normals, onehot], -1),
-        )
+        with record_function("data.colors"):
+            colors = shade(surfel_albedo(surf, outfit), surf.normals, lights)
+        with record_function("data.gaussians"):
+            onehot = F.one_hot(surf.labels, 28)[..., LABEL_CHANNELS].to(colors.dtype)
+            gauss = Gaussians.from_activated(
+                means=surf.means,
+                rotations=surf.rotations(),
+                scales=surf.scales3(),
+                opacities=surf.opacity,
+                colors=colors,
+                features=torch.cat([surf.normals, onehot], -1),
+            )
         stride = max(1, surf.means.shape[1] // 4096)
         points, valid = surf.means[:, ::stride], surf.opacity[:, ::stride] > 0
         return SubjectBatch(gauss, params, posed.vertices - centre[:, None], posed.keypoints - centre[:, None], points, valid, outfit)

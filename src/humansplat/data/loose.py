@@ -17,14 +17,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID as C
+from humansplat.data.dressing import is_seated
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, HATS, M, OBJECTS, Outfit
 from humansplat.data.surfels import Surfels, box_surfels, grid_surfels, ring_hull, smooth_circular, sphere_surfels
 
 __all__ = ["loose_surfels", "GRID"]
 
 # Grid sizes at detail 1 (512 px renders); scaled by sqrt(detail) per side.
-GRID = {"skirt": (128, 56), "coat": (128, 56), "hair": (80, 48), "tail": (16, 24), "bun": 14, "brim": (72, 6),
-        "ball": 20, "box": 14, "phone": 5, "bag": 12}  # fmt: skip
+GRID = {"skirt": (128, 56), "coat": (128, 56), "hair": (80, 48), "tail": (16, 24), "bun": 14, "brim": (72, 6), "ball": 20}
+OBJECT_SPACING = 0.012  # metres between samples on boxes at detail 1
 SECTORS = 48
 _UP = torch.tensor([0.0, 1.0, 0.0])
 
@@ -82,14 +83,16 @@ def _tube_coords(theta: Tensor, t: Tensor, y0: Tensor, radius: float = 0.15) -> 
     return torch.stack([s * radius, y0[:, None, None] - t, c * radius], -1)
 
 
-def loose_surfels(posed, rest, vertex_labels: Tensor, outfit: Outfit, detail: float = 1.0) -> Surfels:
-    """All loose parts of a batch: posed/rest are BodyOutput, vertex_labels (Nv,) Sapiens ids."""
+def loose_surfels(posed, rest, vertex_labels: Tensor, surface: Tensor, surface_labels: Tensor, outfit: Outfit, detail: float = 1.0) -> Surfels:
+    """All loose parts of a batch. posed/rest: BodyOutput; vertex_labels (Nv,) the body's Sapiens ids;
+    surface (B,N,3) the dressed body surface (tight surfel centres) and surface_labels (N,) the body
+    part under each: loose parts hang clear of it."""
     o = outfit
     dev = posed.vertices.device
     B = posed.vertices.shape[0]
     kp, kr = posed.keypoints, rest.keypoints
-    V_all = posed.vertices
-    lab = vertex_labels
+    V_all = surface
+    lab = surface_labels
     trunk = torch.isin(lab, torch.tensor([C[n] for n in ("Torso", "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")], device=dev))
     upper = torch.isin(lab, torch.tensor([C["Torso"], C["Face_Neck"]], device=dev))
     head_v = lab == C["Face_Neck"]
@@ -100,19 +103,16 @@ def loose_surfels(posed, rest, vertex_labels: Tensor, outfit: Outfit, detail: fl
     skirt_down = F.normalize(torso_down - up, dim=-1)
     frame = _frame(lateral, skirt_down)
     rest_hip_y, rest_sh_y = kr[:, 11:13, 1].mean(1), kr[:, 5:7, 1].mean(1)
-    # on sitting and crouching bodies (knees not far below the hips) long skirts would become tents:
-    # they end a little past the knees instead
-    thigh = (kp[:, 11:13] - kp[:, 13:15]).norm(dim=-1).mean(1)
-    seated = (hip[:, 1] - kp[:, 13:15, 1].mean(1)) < 0.5 * thigh
-    skirt_len = torch.where(seated, torch.minimum(o.skirt_len, thigh + 0.08), o.skirt_len)
-    coat_len = torch.where(seated, torch.minimum(o.coat_len, thigh + 0.08), o.coat_len)
+    # on sitting and crouching bodies a tube would become a tent: skirts and coat tails lie on the
+    # thighs as tight layers instead (see dressing)
+    seated = is_seated(kp)
     parts = []
 
     # skirts and dress skirts, from the waist
     Us, Vs = (_n(x, detail) for x in GRID["skirt"])
     waist = hip + (sh - hip) * o.waist[:, None]
-    skirt = (o.bottom == BOTTOMS.index("skirt")) | (o.bottom == BOTTOMS.index("dress"))
-    P, t, theta, _ = _draped(V_all, trunk[None].expand(B, -1), waist, frame, skirt_len, 0.012 + o.bottom_thick, o.skirt_flare, Us, Vs)
+    skirt = ((o.bottom == BOTTOMS.index("skirt")) | (o.bottom == BOTTOMS.index("dress"))) & ~seated
+    P, t, theta, _ = _draped(V_all, trunk[None].expand(B, -1), waist, frame, o.skirt_len, 0.012 + o.bottom_thick, o.skirt_flare, Us, Vs)
     coords = _tube_coords(theta, t[:, None].expand(B, Us, Vs), rest_hip_y + (rest_sh_y - rest_hip_y) * o.waist)
     is_dress = o.bottom == BOTTOMS.index("dress")
     parts.append(grid_surfels(P, coords, torch.where(is_dress, M["top"], M["bottom"]), torch.full_like(o.hair, C["Lower_Clothing"]), skirt, wrap_u=True, outward=waist))
@@ -120,17 +120,17 @@ def loose_surfels(posed, rest, vertex_labels: Tensor, outfit: Outfit, detail: fl
 
     # coat tails, from the hips, outside any skirt
     Uc, Vc = (_n(x, detail) for x in GRID["coat"])
-    coat = o.outer == 2
+    coat = (o.outer == 2) & ~seated
     start = hip + (sh - hip) * 0.05
     pts = torch.cat([V_all, skirt_pts], 1)
     mask = torch.cat([trunk[None].expand(B, -1), skirt[:, None].expand(B, skirt_pts.shape[1])], 1)
-    P, t, theta, _ = _draped(pts, mask, start, frame, coat_len, 0.01 + o.outer_thick, 0.35 * o.skirt_flare, Uc, Vc)
+    P, t, theta, _ = _draped(pts, mask, start, frame, o.coat_len, 0.01 + o.outer_thick, 0.35 * o.skirt_flare, Uc, Vc)
     coords = _tube_coords(theta, t[:, None].expand(B, Uc, Vc), rest_hip_y + (rest_sh_y - rest_hip_y) * 0.05)
     parts.append(grid_surfels(P, coords, torch.full_like(o.hair, M["outer"]), torch.full_like(o.hair, C["Upper_Clothing"]), coat, wrap_u=True, outward=start))
 
     # long hair and bobs: a sheet falling from around the head, clear of head, neck and shoulders
     ears = kp[:, 3:5].mean(1)
-    head_h = _head_height(rest, head_v)
+    head_h = _head_height(rest, vertex_labels == C["Face_Neck"])
     hframe = _frame(kp[:, 3] - kp[:, 4], -up)
     Uh, Vh = (_n(x, detail) for x in GRID["hair"])
     long_hair = o.hair == HAIR_STYLES.index("long")
@@ -252,20 +252,26 @@ def _held_objects(kp: Tensor, o: Outfit, detail: float) -> Surfels:
     # phone: long side along the forearm, screen facing out
     ax = _orthonormal(fore, out)
     half = torch.tensor([0.075, 0.0045, 0.036], device=dev).expand(B, 3)
-    parts.append(box_surfels(hand + out * 0.02, ax, half, _n(GRID["phone"], detail, 2), mat, lab, kind["phone"]))
+    parts.append(box_surfels(hand + out * 0.02, ax, half, _box_res((0.15, 0.009, 0.072), detail), mat, lab, kind["phone"]))
     # box held at the side
     half = (0.07 + 0.09 * size)[:, None] * torch.tensor([1.0, 0.8, 0.9], device=dev)
     ax = _orthonormal(up, out)
-    parts.append(box_surfels(hand + out * (half[:, 1:2] + 0.03), ax, half, _n(GRID["box"], detail, 3), mat, lab, kind["box"]))
+    parts.append(box_surfels(hand + out * (half[:, 1:2] + 0.03), ax, half, _box_res((0.32, 0.26, 0.29), detail), mat, lab, kind["box"]))
     # bag hanging from the hand, beside the leg, with its strap
     half = torch.stack([0.1 + 0.06 * size, 0.13 + 0.05 * size, 0.045 + 0.02 * size], -1)
     ax = _orthonormal(up, out)  # rows: up, out-ish, across
     ax = torch.stack([ax[:, 2], ax[:, 0], ax[:, 1]], 1)  # width across, height up, depth out
     centre = hand - up * (0.06 + half[:, 1:2]) + out * (half[:, 2:3] + 0.02)
-    parts.append(box_surfels(centre, ax, half, _n(GRID["bag"], detail, 3), mat, lab, kind["bag"]))
+    parts.append(box_surfels(centre, ax, half, _box_res((0.32, 0.36, 0.13), detail), mat, lab, kind["bag"]))
     strap_half = torch.tensor([0.012, 0.045, 0.006], device=dev).expand(B, 3)
-    parts.append(box_surfels(hand - up * 0.035 + out * 0.01, ax, strap_half, 3, mat, lab, kind["bag"]))
+    parts.append(box_surfels(hand - up * 0.035 + out * 0.01, ax, strap_half, _box_res((0.024, 0.09, 0.012), detail), mat, lab, kind["bag"]))
     return Surfels.cat(parts)
+
+
+def _box_res(max_size: tuple[float, float, float], detail: float) -> tuple[int, int, int]:
+    """Samples along each axis of a box of at most ``max_size`` (metres)."""
+    s = OBJECT_SPACING / math.sqrt(detail)
+    return tuple(max(2, math.ceil(m / s)) for m in max_size)
 
 
 def _orthonormal(a: Tensor, b: Tensor) -> Tensor:

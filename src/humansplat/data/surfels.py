@@ -136,16 +136,18 @@ def sphere_surfels(center: Tensor, radius: Tensor, res: int, material, label, pr
     return grid_surfels(P, coords, material, label, present, wrap_u=True, outward=center)
 
 
-def box_surfels(center: Tensor, axes: Tensor, half: Tensor, res: int, material, label, present) -> Surfels:
-    """A box: centre (B,3), axes (B,3,3) rows = box axes (unit), half sizes (B,3); res x res per face."""
+def box_surfels(center: Tensor, axes: Tensor, half: Tensor, res: tuple[int, int, int], material, label, present) -> Surfels:
+    """A box: centre (B,3), axes (B,3,3) rows = box axes (unit), half sizes (B,3); ``res`` samples along
+    each axis (choose them from the box's size: surfels span one sample spacing)."""
     dev = center.device
-    g = (torch.arange(res, device=dev) + 0.5) / res * 2 - 1
-    a, b = torch.meshgrid(g, g, indexing="ij")
     out = []
     for k in range(3):
         i, j = (k + 1) % 3, (k + 2) % 3
+        ga = (torch.arange(res[i], device=dev) + 0.5) / res[i] * 2 - 1
+        gb = (torch.arange(res[j], device=dev) + 0.5) / res[j] * 2 - 1
+        a, b = torch.meshgrid(ga, gb, indexing="ij")
         for s in (-1.0, 1.0):
-            local = torch.zeros(res, res, 3, device=dev)
+            local = torch.zeros(res[i], res[j], 3, device=dev)
             local[..., i], local[..., j], local[..., k] = a, b, s
             loc = local[None] * half[:, None, None, :]  # (B,U,V,3)
             P = center[:, None, None] + torch.einsum("buvk,bkj->buvj", loc, axes)

@@ -3,7 +3,8 @@
 Subjects are centred (the posed body's bounding-box centre at the origin) and given by sample points
 of their visible surfaces (``points`` (B,P,3) with ``valid`` (B,P)). Every camera is fitted so the
 subject fills a chosen fraction of the frame (see ``fit_distance``).
-Random draws come from a CPU ``torch.Generator``; cameras are returned on ``device``.
+Random draws come from a CPU ``torch.Generator`` and cameras are made on the CPU; only the fitting runs
+where the points are (the GPU during training).
 """
 
 from __future__ import annotations
@@ -25,18 +26,20 @@ def fit_distance(points: Tensor, valid: Tensor, target: Tensor, direction: Tenso
     """Smallest distance from ``target`` along unit ``direction`` (towards the camera) at which every valid
     point lies within ``fill`` of the half field of view (vertically and horizontally, square images).
 
-    points (B,P,3), valid (B,P); target, direction (B,V,3); fov_deg, fill broadcast to (B,V) -> (B,V).
+    points (B,P,3), valid (B,P) on any device; target, direction (B,V,3); fov_deg, fill broadcast to (B,V)
+    -> (B,V) on the CPU.
     """
-    fwd = -direction
-    right = F.normalize(torch.cross(fwd, torch.tensor([0.0, 1.0, 0.0]).expand_as(fwd), dim=-1), dim=-1)
+    dev = points.device
+    fwd, target = -direction.to(dev), target.to(dev)
+    right = F.normalize(torch.cross(fwd, torch.tensor([0.0, 1.0, 0.0], device=dev).expand_as(fwd), dim=-1), dim=-1)
     up = torch.cross(right, fwd, dim=-1)
     rel = points[:, None] - target[:, :, None]  # (B,V,P,3)
     x = (rel * right[:, :, None]).sum(-1).abs()
     y = (rel * up[:, :, None]).sum(-1).abs()
     z = (rel * fwd[:, :, None]).sum(-1)  # > 0: beyond the target
-    T = (torch.tan(torch.deg2rad(torch.as_tensor(fov_deg)) / 2) * fill).expand(target.shape[:2])
+    T = (torch.tan(torch.deg2rad(torch.as_tensor(fov_deg)) / 2) * fill).expand(target.shape[:2]).to(dev)
     need = torch.maximum(x, y) / T[..., None] - z
-    return need.masked_fill(~valid[:, None], float("-inf")).amax(-1).clamp_min(0.3)
+    return need.masked_fill(~valid[:, None], float("-inf")).amax(-1).clamp_min(0.3).cpu()
 
 
 def _cameras(eye: Tensor, target: Tensor, fov_deg: Tensor, res: int, roll_deg: Tensor | None = None) -> Cameras:
@@ -65,7 +68,7 @@ def orbit_views(
 ) -> Cameras:
     """``views`` cameras per subject evenly around it (random start azimuth), each at a random
     elevation, all at one distance per subject, looking at the origin: batch (B, views)."""
-    points, valid = points.detach().cpu().float(), valid.detach().cpu()
+    points, valid = points.detach().float(), valid.detach()
     B = points.shape[0]
     az = _u((B, 1), generator, 0.0, 360.0) + torch.arange(views) * (360.0 / views)
     el = _u((B, views), generator, *elevation)
@@ -95,7 +98,7 @@ def input_views(
     view, elevation, distance and roll, the subject a little off-centre; with probability ``half_body``
     framed from the head down to around the hips (what lies lower may leave the frame). Batch (B, 1)."""
     g = generator
-    points, valid, kp = points.detach().cpu().float(), valid.detach().cpu(), keypoints.detach().cpu().float()
+    points, valid, kp = points.detach().float(), valid.detach(), keypoints.detach().cpu().float()
     B = points.shape[0]
     az = torch.where(torch.rand(B, generator=g) < any_azimuth, _u(B, g, -180.0, 180.0), torch.randn(B, generator=g) * azimuth_std)
     el = _u(B, g, *elevation)
@@ -104,9 +107,9 @@ def input_views(
     crop = torch.rand(B, generator=g) < half_body
     hip_y, sh_y = kp[:, 11:13, 1].mean(1), kp[:, 5:7, 1].mean(1)
     bottom = torch.where(crop, hip_y - _u(B, g, -0.1, 0.3) * (sh_y - hip_y), torch.full((B,), -1e3))
-    keep = valid & (points[..., 1] >= bottom[:, None])
-    big = torch.where(keep[..., None], points, torch.nan)
-    lo, hi = big.nan_to_num(1e3).amin(1), big.nan_to_num(-1e3).amax(1)
+    keep = valid & (points[..., 1] >= bottom.to(points.device)[:, None])
+    lo = torch.where(keep[..., None], points, 1e3).amin(1).cpu()
+    hi = torch.where(keep[..., None], points, -1e3).amax(1).cpu()
     target = (lo + hi) / 2
     direction = orbit_positions(az, el, torch.ones(B))
     # off-centre framing: move the aim by up to 60% of the slack the fill leaves
@@ -125,7 +128,7 @@ def benchmark_views(points: Tensor, valid: Tensor, resolution: int = 512, views:
     """The peers' evaluation protocol: ``views`` cameras at 0 deg elevation, azimuth 0, 360/views, ...
     (view 0 frontal: the input view), one distance per subject fitted so the subject spans ``fill`` of
     the frame, looking at the origin. Batch (B, views)."""
-    points, valid = points.detach().cpu().float(), valid.detach().cpu()
+    points, valid = points.detach().float(), valid.detach()
     B = points.shape[0]
     az = (torch.arange(views) * (360.0 / views)).expand(B, views)
     el = torch.zeros(B, views)
