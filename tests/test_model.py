@@ -9,15 +9,20 @@ import torch
 
 from humansplat.cameras import Cameras, orbit_cameras, project_points
 from humansplat.gaussians import render
-from humansplat.reconstruct import AutoencoderConfig, Reconstructor, ReconstructorConfig, farthest_point_indices
+from humansplat.reconstruct import (
+    AutoencoderConfig,
+    Reconstructor,
+    ReconstructorConfig,
+    farthest_point_indices,
+)
 from humansplat.reconstruct.attention import WindowCrossAttention, window_indices
 
 SIZE = 64
 
 
 def tiny_config(**kw) -> ReconstructorConfig:
-    base = dict(image_size=SIZE, dim=32, heads=2, depth=1, num_anchors=64, gaussians_per_anchor=2, head_hidden=8,
-                pixel_skip_channels=8, feature_dim=4, autoencoder=AutoencoderConfig(latent_channels=4, channels=(8, 8, 16, 16)))
+    base = {"image_size": SIZE, "dim": 32, "heads": 2, "depth": 1, "num_anchors": 64, "gaussians_per_anchor": 2, "head_hidden": 8,
+            "pixel_skip_channels": 8, "feature_dim": 4, "autoencoder": AutoencoderConfig(latent_channels=4, channels=(8, 8, 16, 16))}
     base.update(kw)
     return ReconstructorConfig(**base)
 

@@ -10,7 +10,13 @@ import torch
 from safetensors.torch import save_file
 
 from humansplat.body.parts import CLASS_ID
-from humansplat.train.losses import LPIPS, LossConfig, ReconstructionLoss, class_weight_table, ssim
+from humansplat.train.losses import (
+    LPIPS,
+    LossConfig,
+    ReconstructionLoss,
+    class_weight_table,
+    ssim,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +96,7 @@ def one_subject():
     return engine.sample(1, torch.Generator().manual_seed(3))
 
 
+@pytest.mark.slow  # about a minute on two busy CPU cores
 def test_tiny_model_overfits_one_subject(tmp_path, one_subject):
     from humansplat.train.trainer import Trainer
 

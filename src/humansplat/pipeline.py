@@ -33,9 +33,12 @@ from humansplat.utils import pick_device, seed_everything
 
 __all__ = ["DEFAULT_WEIGHTS", "Pipeline", "Reconstruction", "reconstruct"]
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "humansplat-base"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "humansplat-main"
 MIN_KEYPOINTS = 6  # confident COCO keypoints needed before the body fit is used as the structure prior
 MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of the crop side, for a trusted fit
+# Template-free anchors need the real height of what the matte shows (one view cannot tell scale).
+MIN_OPACITY = 0.005  # nearly transparent Gaussians are dropped (invisible, and they slow rendering tenfold)
+VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}
 
 
 @dataclass
@@ -127,16 +130,19 @@ class Pipeline:
                 vertices = vertices - centre
                 anchors = self.model.body_anchors(vertices[None], self.body.vertex_labels)
             else:
-                anchors = self.model.template_free_anchors(cams[:, 0], inputs.mask[None].to(self.device))
+                height = VISIBLE_HEIGHT_M.get(inputs.framing, 1.7)
+                anchors = self.model.template_free_anchors(cams[:, 0], inputs.mask[None].to(self.device), height)
                 centre = anchors.xyz[0].mean(0)
                 cams = _shift_world(cams, centre)
                 anchors.xyz = anchors.xyz - centre
                 if vertices is not None:
                     vertices = vertices - centre
             gaussians = self.model(images, cams, anchors)[0]
+            keep = gaussians.opacities >= MIN_OPACITY
             cropped = inputs.is_partial
             if cropped:
-                gaussians = gaussians.select(_inside_view(gaussians.means, cams[0, 0], margin=0.02))
+                keep &= _inside_view(gaussians.means, cams[0, 0], margin=0.02)
+            gaussians = gaussians.select(keep)
         return Reconstruction(
             name=name or (Path(inputs.source).stem if inputs.source else "image"),
             gaussians=gaussians.detach().to("cpu"),

@@ -1,6 +1,6 @@
 """`humansplat train CONFIG`: train the autoencoder or the reconstructor on synthetic data made on the fly.
 
-Multi-GPU: the same command under ``torchrun --nproc_per_node N -m humansplat.cli train CONFIG``.
+Multi-GPU: the same command under ``torchrun --nproc_per_node N -m humansplat train CONFIG``.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class WindowCrossAttention(nn.Module):
     def forward(self, anchors: Tensor, tokens: Tensor, uv: Tensor, visible: Tensor, grid_hw: tuple[int, int]) -> Tensor:
         """anchors (B,A,D); tokens (B,V,L,D) with L = h*w; uv (B,V,A,2) token-grid positions;
         visible (B,V,A) bool (in front of the camera and inside the image)."""
-        B, V, L, D = tokens.shape
+        B, V, _, D = tokens.shape
         A = anchors.shape[1]
         idx, inside = window_indices(uv, grid_hw, self.window)  # (B,V,A,k2)
         k2 = idx.shape[-1]

@@ -76,7 +76,7 @@ class PixelHead(nn.Module):
     def gaussians(self, raw: Tensor, cameras: Cameras, z_ref: Tensor, depth_range: float, max_offset: float,
                   log_scale_range: tuple[float, float]) -> Gaussians:
         """raw (B,V,C,Hg,Wg); cameras (B,V); z_ref (B,V) -> Gaussians (B, V*Hg*Wg)."""
-        B, V, C, Hg, Wg = raw.shape
+        B, V, _, Hg, Wg = raw.shape
         raw = raw.float().permute(0, 1, 3, 4, 2)  # (B,V,Hg,Wg,C)
         origin, direction = pixel_rays(cameras, Hg, Wg)  # (B,V,Hg,Wg,3)
         forward = cameras.w2c[..., 2, :3]  # camera +z axis in world, (B,V,3)

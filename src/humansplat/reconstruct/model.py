@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +26,19 @@ from torch import Tensor, nn
 from humansplat.cameras import Cameras, plucker_rays, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.reconstruct.attention import CrossBlock, SelfBlock, WindowCrossAttention
-from humansplat.reconstruct.autoencoder import AutoencoderConfig, build_encoder, encode_mean
+from humansplat.reconstruct.autoencoder import (
+    AutoencoderConfig,
+    build_encoder,
+    encode_mean,
+)
 from humansplat.reconstruct.heads import AnchorHead, PixelHead, PixelSkip, fourier_embed
-from humansplat.reconstruct.io import config_from_dict, config_to_dict, load_checked, load_model_dir, save_model_dir
+from humansplat.reconstruct.io import (
+    config_from_dict,
+    config_to_dict,
+    load_checked,
+    load_model_dir,
+    save_model_dir,
+)
 
 MODEL_TYPE = "humansplat-reconstructor"
 
@@ -58,7 +69,7 @@ class ReconstructorConfig:
     anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
 
-    __nested__ = {"autoencoder": AutoencoderConfig}
+    __nested__: ClassVar[dict[str, type]] = {"autoencoder": AutoencoderConfig}
 
     def __post_init__(self) -> None:
         if isinstance(self.autoencoder, dict):
@@ -198,20 +209,22 @@ class Reconstructor(nn.Module):
         labels = vertex_labels.to(vertices.device).long()[idx].expand(vertices.shape[0], -1)
         return Anchors(vertices[:, idx].float(), labels)
 
-    def template_free_anchors(self, cameras: Cameras, masks: Tensor | None = None) -> Anchors:
-        """Template-free anchors placed from the input view (cameras batch (B,)) and its silhouette."""
+    def template_free_anchors(self, cameras: Cameras, masks: Tensor | None = None, height: float | None = None) -> Anchors:
+        """Template-free anchors placed from the input view (cameras batch (B,)) and its silhouette.
+        ``height``: the real height in metres of what the silhouette shows (default: a whole 1.7 m person;
+        pass e.g. ~0.3 for a head-only crop). One view cannot tell scale: a wrong height misplaces them."""
         c = self.config
-        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, c.template_free_height)
+        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, height or c.template_free_height)
 
     def make_anchors(self, cameras: Cameras, masks: Tensor | None = None, body_vertices: Tensor | None = None,
-                     vertex_labels: Tensor | None = None) -> Anchors:
+                     vertex_labels: Tensor | None = None, height: float | None = None) -> Anchors:
         """The anchors this model was trained for: body anchors when it uses the body prior and a body is
         given, template-free ones otherwise (no body, or an untrustworthy fit). ``cameras``: input view (B,)."""
         if self.config.anchor_mode == "body" and body_vertices is not None:
             if vertex_labels is None:
                 raise ValueError("make_anchors: body_vertices need vertex_labels")
             return self.body_anchors(body_vertices, vertex_labels)
-        return self.template_free_anchors(cameras, masks)
+        return self.template_free_anchors(cameras, masks, height)
 
     # ---- forward ----
     def prepare_inputs(self, images: Tensor, cameras: Cameras) -> tuple[Tensor, Cameras]:
@@ -263,7 +276,7 @@ class Reconstructor(nn.Module):
         skip = self.pixel_skip(flat) if self.pixel_skip is not None else None
         raw = self.pixel_head(tokens.reshape(B * V, h, w, -1), skip)
         raw = raw.unflatten(0, (B, V))
-        log_range = lambda r: (math.log(r[0]), math.log(r[1]))  # noqa: E731
+        log_range = lambda r: (math.log(r[0]), math.log(r[1]))
         anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range))
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
@@ -290,7 +303,7 @@ class Reconstructor(nn.Module):
         return save_model_dir(directory, self.state_dict(), cfg, dtype)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "Reconstructor":
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Reconstructor:
         config, state = load_model_dir(directory, MODEL_TYPE)
         model = cls(config_from_dict(ReconstructorConfig, config, f"{directory}/config.json"))
         load_checked(model, state, str(directory))

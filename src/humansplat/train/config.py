@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from humansplat.reconstruct.io import config_from_dict, config_to_dict
 from humansplat.train.losses import LossConfig
@@ -38,7 +39,7 @@ class TrainConfig:
     checkpoint_minutes: float = 1.0
     render_backend: str = "auto"
 
-    __nested__ = {"loss": LossConfig}
+    __nested__: ClassVar[dict[str, type]] = {"loss": LossConfig}
 
     def __post_init__(self) -> None:
         if isinstance(self.loss, dict):
@@ -51,7 +52,7 @@ class TrainConfig:
             raise ValueError("input_view_probs must sum to 1")
 
     @staticmethod
-    def load(path: str | Path) -> "TrainConfig":
+    def load(path: str | Path) -> TrainConfig:
         path = Path(path)
         cfg = config_from_dict(TrainConfig, json.loads(path.read_text()), str(path))
         if cfg.autoencoder and not Path(cfg.autoencoder).is_absolute():

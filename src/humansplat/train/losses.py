@@ -98,7 +98,7 @@ class LPIPS(nn.Module):
         self.requires_grad_(False)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "LPIPS":
+    def from_file(cls, path: str | Path) -> LPIPS:
         from safetensors.torch import load_file
 
         from humansplat.reconstruct.io import load_checked

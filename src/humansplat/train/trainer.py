@@ -22,7 +22,13 @@ from torch import Tensor, nn
 
 from humansplat.body import BodyModel, BodyParams
 from humansplat.reconstruct.autoencoder import Autoencoder, AutoencoderConfig
-from humansplat.reconstruct.io import config_from_dict, config_to_dict, load_checked, load_model_dir, save_model_dir
+from humansplat.reconstruct.io import (
+    config_from_dict,
+    config_to_dict,
+    load_checked,
+    load_model_dir,
+    save_model_dir,
+)
 from humansplat.reconstruct.model import Reconstructor, ReconstructorConfig
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
