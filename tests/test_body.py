@@ -17,11 +17,6 @@ from humansplat.body import (
 from humansplat.body.parts import BODY_CLASSES
 
 
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel.load()
-
-
 def random_params(batch: int, seed: int = 0, angle: float = 0.3) -> BodyParams:
     g = torch.Generator().manual_seed(seed)
     p = BodyParams.neutral(batch)

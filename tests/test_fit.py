@@ -8,7 +8,6 @@ import torch
 from humansplat.body import (
     BONE_NAMES,
     POSE_KINDS,
-    BodyModel,
     BodyParams,
     age_to_years,
     default_pose_prior,
@@ -19,11 +18,6 @@ from humansplat.body import (
 from humansplat.body.evaluate import joint_error, random_scene, round_trip, simulate_keypoints
 from humansplat.body.fit import fit_body
 from humansplat.body.pose_prior import _set, standing_mean
-
-
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel.load()
 
 
 @pytest.fixture(scope="module")

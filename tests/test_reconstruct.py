@@ -32,7 +32,7 @@ def weights(tmp_path_factory) -> Path:
 
 
 def photo_variants(folder: Path) -> dict[str, Path]:
-    """The same person as CMYK JPEG, 16-bit PNG and EXIF-rotated JPEG, plus broken and unusable files."""
+    """The same person as CMYK JPEG, 16-bit PNG, EXIF-rotated and huge JPEGs, plus broken and unusable files."""
     folder.mkdir(parents=True, exist_ok=True)
     rgba = Image.open(PHOTO)
     rgb = Image.new("RGB", rgba.size, "white")
@@ -46,6 +46,8 @@ def photo_variants(folder: Path) -> dict[str, Path]:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
     rgb.transpose(Image.Transpose.ROTATE_90).save(files["rotated"], exif=exif.tobytes(), quality=90)
+    files["huge"] = folder / "huge.jpg"  # 8000 px tall: loaded downscaled, reconstructed as usual
+    rgb.resize((rgb.width * 8000 // rgb.height, 8000)).save(files["huge"], quality=80)
     files["corrupt"] = folder / "corrupt.png"
     buf = io.BytesIO()
     rgb.save(buf, "PNG")
@@ -64,19 +66,21 @@ def photo_variants(folder: Path) -> dict[str, Path]:
 def test_reconstruct_batch_good_and_bad_files(tmp_path, weights, capsys):
     files = photo_variants(tmp_path / "in")
     out = tmp_path / "out"
-    args = [str(files[k]) for k in ("corrupt", "cmyk", "empty", "text", "sixteen", "tiny", "rotated", "blank")]
+    args = [str(files[k]) for k in ("corrupt", "cmyk", "empty", "text", "sixteen", "tiny", "rotated", "blank", "huge")]
     code = main(["reconstruct", *args, "-o", str(out), "--weights", str(weights), "--device", "cpu", "--frames", "4", "--size", "64"])
     err = capsys.readouterr().err
     assert code == 1
     made = sorted(p.name for p in out.iterdir())
-    assert made == ["cmyk", "rotated", "sixteen"]  # nothing at all for the failures, no temporary folders
+    assert made == ["cmyk", "huge", "rotated", "sixteen"]  # nothing at all for the failures, no temporary folders
     for name in made:
         assert OUTPUTS <= {p.name for p in (out / name).iterdir()}
     bad_lines = [line for line in err.splitlines() if line.startswith("humansplat reconstruct:")]
     assert len(bad_lines) == 6  # five unusable files, one blank photo, then the summary line
     for key in ("corrupt", "empty", "text", "tiny", "blank"):
         assert sum(files[key].name in line for line in bad_lines) == 1
-    assert "5 of 8 failed" in bad_lines[-1]
+    assert "5 of 9 failed" in bad_lines[-1]
+    report = json.loads((out / "huge" / "report.json").read_text())
+    assert report["inputs"]["scale"] < 0.3  # the 8000 px photo was worked on at a bounded size
 
 
 def test_report_camera_reproduces_the_photo_view(tmp_path, weights):
