@@ -13,12 +13,12 @@ import sys
 
 # Modules (under humansplat.commands) that add subcommands, in the order `--help` lists them.
 COMMANDS = [
+    "reconstruct",
+    "fit",
     "render",
+    "data",
     "train",
     "eval",
-    "fit",
-    "data",
-    "reconstruct",
 ]
 
 
