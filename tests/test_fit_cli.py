@@ -15,6 +15,7 @@ pytest.importorskip("anny")
 
 from humansplat.cli import main
 from humansplat.commands import fit as fit_cmd
+from humansplat.commands import common
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -143,6 +144,6 @@ def test_inputs_and_names(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.png").write_bytes(b"x")
-    paths = fit_cmd.collect_images([str(tmp_path), str(tmp_path / "sub" / "a.png"), "missing.png"])
+    paths = common.collect_images([str(tmp_path), str(tmp_path / "sub" / "a.png"), "missing.png"])
     assert [p.name for p in paths] == ["a.JPG", "b.png", "a.png", "missing.png"]
-    assert fit_cmd.output_names(paths) == ["a", "b", "a-2", "missing"]
+    assert common.output_names(paths) == ["a", "b", "a-2", "missing"]

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from humansplat.cameras import Cameras
     from humansplat.preprocess import Preprocessed
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
 CAMERA_DISTANCE = 2.5  # metres from the world origin to the photo's camera (fitting moves the body)
 
 
@@ -60,6 +59,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from humansplat.cli import UserError
+    from humansplat.commands.common import collect_images, describe_error, output_names
     from humansplat.utils import pick_device, progress
 
     if args.resolution < 64 or args.resolution > 4096:
@@ -93,11 +93,11 @@ def run(args) -> int:
                       f"{'' if bool(r.converged[0]) else ' (not converged)'}, {fitted.seconds:.1f} s -> {folder}", file=sys.stdout)  # fmt: skip
         except Exception as e:  # one bad photo must not stop the batch
             failed.append(path)
-            bar.write(f"humansplat fit: {_describe(path, e)}", file=sys.stderr)
+            bar.write(f"humansplat fit: {describe_error(path, e)}", file=sys.stderr)
             if os.environ.get("HUMANSPLAT_DEBUG"):
                 traceback.print_exc()
             if args.contact_sheet:
-                rows.append(sheet_row(None, name, args.thumb, path, _describe(path, e)))
+                rows.append(sheet_row(None, name, args.thumb, path, describe_error(path, e)))
     if args.contact_sheet and rows:
         from humansplat.media import contact_sheet, save_image
 
@@ -136,6 +136,7 @@ def fit_photo(path, body, resolution: int = 512, person: int | None = None, fov_
 def write_outputs(fitted: PhotoFit, body, folder: Path) -> None:
     """All of one photo's outputs, into a temporary folder renamed to ``folder`` when complete."""
     from humansplat.body import colorize_labels
+    from humansplat.commands.common import render_body
     from humansplat.meshes import save_obj
     from humansplat.preprocess.overlay import draw_keypoints, overlay, to_pil
     from humansplat.utils import atomic_dir
@@ -202,20 +203,6 @@ def side_camera(vertices, camera, azimuth: float = 90.0):
     return Cameras(cam.K, cam.w2c, cam.width, cam.height).to(vertices.device)
 
 
-def render_body(body, vertices, cameras: list):
-    """The body in body-part colours, shaded by the view angle, in each camera: rgb (V, H, W, 3) and
-    alpha (V, H, W, 1) tensors (a quick painter's-algorithm preview, see ``paint_mesh``)."""
-    import torch
-
-    from humansplat.body import colorize_labels
-    from humansplat.preprocess.overlay import paint_mesh
-
-    vertex_colours = colorize_labels(body.vertex_labels).float().cpu() / 255
-    faces = body.faces.cpu()
-    face_colours = vertex_colours[faces].mean(1)
-    rgbs, alphas = zip(*(paint_mesh(vertices, faces, face_colours, cam) for cam in cameras))
-    return torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(alphas))[..., None]
-
 
 def sheet_row(folder: Path | None, name: str, size: int, photo: Path | None = None, error: str = "") -> np.ndarray:
     """A contact-sheet row: input, keypoints, body front, body side; for a failure, the photo (when it
@@ -247,38 +234,3 @@ def sheet_row(folder: Path | None, name: str, size: int, photo: Path | None = No
         x += c.width
     ImageDraw.Draw(row).text((4, 2), name[:24], fill=(0, 0, 0))
     return np.asarray(row)
-
-
-def collect_images(items: list[str]) -> list[Path]:
-    """Files as given (kept even when not images: they fail with a clear message); folders expanded to
-    the images directly inside them, sorted."""
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-        else:
-            out.append(p)
-    return out
-
-
-def output_names(paths: list[Path]) -> list[str]:
-    """One folder name per photo: its stem, made unique with -2, -3, ... when stems repeat."""
-    seen: dict[str, int] = {}
-    names = []
-    for p in paths:
-        n = seen.get(p.stem, 0) + 1
-        seen[p.stem] = n
-        names.append(p.stem if n == 1 else f"{p.stem}-{n}")
-    return names
-
-
-def _describe(path: Path, e: Exception) -> str:
-    from humansplat.preprocess import ImageError, PersonNotFound
-
-    msg = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, ImageError):
-        return msg  # already names the file
-    if isinstance(e, PersonNotFound):
-        return f"{path}: {msg}"
-    return f"{path}: {type(e).__name__}: {msg}"

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from humansplat.cli import UserError
-    from humansplat.commands.fit import _describe, collect_images, output_names
+    from humansplat.commands.common import collect_images, describe_error, output_names
     from humansplat.pipeline import Pipeline
     from humansplat.utils import progress
 
@@ -54,17 +54,18 @@ def run(args) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         raise UserError(" ".join(str(e).split())) from None
     failed = 0
-    for path, name in progress(list(zip(paths, output_names(paths))), desc="reconstruct"):
+    bar = progress(list(zip(paths, output_names(paths))), desc="reconstruct", unit="photo")
+    for path, name in bar:
         try:
             result = pipe(path, person=args.person, name=name)
             t = time.perf_counter()
             write_outputs(result, pipe, args.output / name, args.frames, args.size)
             result.timings["write_outputs"] = time.perf_counter() - t
             total = sum(result.timings.values())
-            print(f"{path}: {result.gaussians.num} Gaussians, {result.structure_prior} prior, {total:.1f} s -> {args.output / name}")
+            bar.write(f"{path}: {result.gaussians.num} Gaussians, {result.structure_prior} prior, {total:.1f} s -> {args.output / name}", file=sys.stdout)
         except Exception as e:  # one bad photo must not stop the batch
             failed += 1
-            print(f"humansplat reconstruct: {_describe(path, e)}", file=sys.stderr)
+            bar.write(f"humansplat reconstruct: {describe_error(path, e)}", file=sys.stderr)
     if failed:
         print(f"humansplat reconstruct: {failed} of {len(paths)} failed", file=sys.stderr)
     return 1 if failed else 0
@@ -75,7 +76,7 @@ def write_outputs(result, pipe, folder: Path, frames: int = 48, size: int = 512)
     import torch
 
     from humansplat.body import colorize_labels
-    from humansplat.commands.fit import render_body
+    from humansplat.commands.common import render_body
     from humansplat.gaussians import render, save_ply, save_splat
     from humansplat.media import contact_sheet, frame_points, save_image, turntable_cameras, write_gif, write_video
     from humansplat.preprocess.overlay import overlay

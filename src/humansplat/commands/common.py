@@ -1,0 +1,60 @@
+"""What the photo commands (`fit`, `reconstruct`) share: collecting inputs, naming outputs, one-line
+errors, and a quick body preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
+
+
+def collect_images(items: list[str]) -> list[Path]:
+    """Files as given (kept even when not images: they fail with a clear message); folders expanded to
+    the images directly inside them, sorted."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        else:
+            out.append(p)
+    return out
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """One folder name per photo: its stem, made unique with -2, -3, ... when stems repeat."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        n = seen.get(p.stem, 0) + 1
+        seen[p.stem] = n
+        names.append(p.stem if n == 1 else f"{p.stem}-{n}")
+    return names
+
+
+def describe_error(path: Path, e: Exception) -> str:
+    from humansplat.preprocess import ImageError, PersonNotFound
+
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, ImageError):
+        return msg  # already names the file
+    if isinstance(e, PersonNotFound):
+        return f"{path}: {msg}"
+    return f"{path}: {type(e).__name__}: {msg}"
+
+
+def render_body(body, vertices, cameras: list):
+    """The body in body-part colours, shaded by the view angle, in each camera: rgb (V, H, W, 3) and
+    alpha (V, H, W, 1) tensors (a quick painter's-algorithm preview, see ``paint_mesh``)."""
+    import torch
+
+    from humansplat.body import colorize_labels
+    from humansplat.preprocess.overlay import paint_mesh
+
+    vertex_colours = colorize_labels(body.vertex_labels).float().cpu() / 255
+    faces = body.faces.cpu()
+    face_colours = vertex_colours[faces].mean(1)
+    rgbs, alphas = zip(*(paint_mesh(vertices, faces, face_colours, cam) for cam in cameras))
+    return torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(alphas))[..., None]
