@@ -7,7 +7,8 @@ frame, so anyone can re-render the result from the photo's viewpoint and compare
 
 When the body fit is not trustworthy (head-only crops, too few keypoints, a fit that does not reproject)
 the reconstructor runs template-free (GeneMAN's fallback); for partial photos (half body, head only)
-only what lies inside the photo's view frustum is kept: we reconstruct what is visible.
+only what lies inside the photo's view frustum is kept: we reconstruct what is visible. Last, the colours
+are refined against the photo (humansplat.refine; ``refine_steps=0`` skips it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.preprocess import Preprocessed, preprocess
 from humansplat.reconstruct import Reconstructor
+from humansplat.refine import RefineConfig, photo_psnr, refine_colors
 from humansplat.utils import pick_device, seed_everything
 
 __all__ = ["DEFAULT_WEIGHTS", "Pipeline", "Reconstruction", "reconstruct"]
@@ -81,8 +83,10 @@ class Reconstruction:
 class Pipeline:
     """Loaded models for photo -> Gaussians. ``weights``: a reconstructor folder (default: the shipped one)."""
 
-    def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None):
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None,
+                 refine_steps: int = RefineConfig.steps):
         self.device = pick_device(device)
+        self.refine = RefineConfig(steps=refine_steps)
         self.seed = seed
         self.fit_iters = fit_iters
         t = time.perf_counter()
@@ -143,6 +147,11 @@ class Pipeline:
             if cropped:
                 keep &= _inside_view(gaussians.means, cams[0, 0], margin=0.02)
             gaussians = gaussians.select(keep)
+        quality = {"input_view_psnr_db": photo_psnr(gaussians, cams[0], inputs.image)}
+        if self.refine.steps > 0:
+            with _timed(timings, "refine", self.device):
+                gaussians = refine_colors(gaussians, cams[0], inputs.image, self.refine)
+            quality["input_view_psnr_refined_db"] = photo_psnr(gaussians, cams[0], inputs.image)
         return Reconstruction(
             name=name or (Path(inputs.source).stem if inputs.source else "image"),
             gaussians=gaussians.detach().to("cpu"),
@@ -153,18 +162,19 @@ class Pipeline:
             structure_prior=prior,
             cropped_to_view=cropped,
             timings=timings,
-            meta=dict(self.meta),
+            meta={**self.meta, "refine_steps": self.refine.steps, **{k: round(v, 2) for k, v in quality.items()}},
         )
 
 
 _PIPELINES: dict[tuple, Pipeline] = {}
 
 
-def reconstruct(image, device: str | None = None, weights: str | Path | None = None, seed: int = 0) -> Gaussians:
+def reconstruct(image, device: str | None = None, weights: str | Path | None = None, seed: int = 0,
+                refine_steps: int = RefineConfig.steps) -> Gaussians:
     """Photo (path, array or PIL image) -> Gaussians (N,) in the world frame; models stay loaded between calls."""
-    key = (str(pick_device(device)), str(weights), seed)
+    key = (str(pick_device(device)), str(weights), seed, refine_steps)
     if key not in _PIPELINES:
-        _PIPELINES[key] = Pipeline(weights, device, seed)
+        _PIPELINES[key] = Pipeline(weights, device, seed, refine_steps=refine_steps)
     return _PIPELINES[key](image).gaussians
 
 

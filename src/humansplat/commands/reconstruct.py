@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, default=None, help="reconstructor folder (default: the shipped weights)")
     p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
+    p.add_argument("--refine-steps", type=int, default=30, metavar="N", help="colour refinement steps against the photo (0: off; default 30)")
     p.add_argument("--frames", type=int, default=48, help="turntable frames (default 48)")
     p.add_argument("--size", type=int, default=512, help="turntable and view size in pixels (default 512)")
     p.set_defaults(func=run)
@@ -44,13 +45,15 @@ def run(args) -> int:
 
     if not 1 <= args.frames <= 720:
         raise UserError(f"--frames must be between 1 and 720, got {args.frames}")
+    if not 0 <= args.refine_steps <= 1000:
+        raise UserError(f"--refine-steps must be between 0 and 1000, got {args.refine_steps}")
     if not 64 <= args.size <= 2048:
         raise UserError(f"--size must be between 64 and 2048, got {args.size}")
     paths = collect_images(args.images)
     if not paths:
         raise UserError("no images found in " + ", ".join(args.images))
     try:
-        pipe = Pipeline(args.weights, args.device, args.seed)
+        pipe = Pipeline(args.weights, args.device, args.seed, refine_steps=args.refine_steps)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         raise UserError(" ".join(str(e).split())) from None
     failed = 0
