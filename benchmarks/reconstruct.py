@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PHOTO = ROOT / "examples" / "pexels-zdmit-6780091.png"
+DEFAULT_PHOTO = ROOT / "examples" / "pexels-photo-6311555-removebg.png"
 
 
 def main() -> int:
