@@ -2,7 +2,7 @@
 
 import torch
 
-from humansplat.cameras import orbit_cameras
+from humansplat.cameras import orbit_cameras, project_points
 from humansplat.gaussians import Gaussians, render
 from humansplat.refine import RefineConfig, photo_psnr, refine_colors
 
@@ -27,6 +27,11 @@ def test_refine_fits_the_photo_and_keeps_geometry():
     assert after > before + 6
     for name in ("means", "quats", "log_scales", "opacity_logits"):
         assert torch.equal(getattr(refined, name), getattr(guess, name))
+    # the far side of the subject keeps its predicted colours exactly
+    z = project_points(guess.means, cam[0])[1]
+    w = guess.opacities
+    far = z > (z * w).sum() / w.sum()
+    assert far.sum() > 50 and torch.equal(refined.sh[far], guess.sh[far])
     # seen from behind, Gaussians the photo cannot see keep their predicted colour: the back changes less
     back = orbit_cameras(torch.tensor([180.0]), 0.0, 2.5, fov_deg=40, size=64)
     front_change = (render(refined, cam).rgb - render(guess, cam).rgb).abs().mean()

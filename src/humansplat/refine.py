@@ -1,9 +1,10 @@
 """Per-instance refinement (GeneMAN's last step, in its cheapest form): after the feed-forward pass, the
 Gaussians' colours are optimised so that the render from the photo's camera matches the photo.
 
-Only the colour (SH DC) moves; geometry and opacity stay as predicted, so what the photo does not see
-changes only through Gaussians that are also seen. An L2 pull towards the predicted colours keeps
-Gaussians that the photo barely constrains where the model put them.
+Only the colour (SH DC) moves, and only for the Gaussians on the photo's side of the subject (nearer to
+the camera than its centre): the far side shows through semi-transparent Gaussians and would otherwise
+pick up the photo's colours. Geometry and opacity stay as predicted. An L2 pull towards the predicted
+colours keeps Gaussians that the photo barely constrains where the model put them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from humansplat.cameras import Cameras
+from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians, render
 
 __all__ = ["RefineConfig", "refine_colors", "photo_psnr"]
@@ -51,17 +52,22 @@ def refine_colors(gaussians: Gaussians, camera: Cameras, image: Tensor, config: 
         return gaussians
     cam, target = _fit_inputs(camera.to(gaussians.device), image.to(gaussians.device), cfg.resolution)
     dc0 = gaussians.sh[:, :1].detach()
-    dc = dc0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([dc], lr=cfg.lr)
+    delta = torch.zeros_like(dc0, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=cfg.lr)
     rest = gaussians.sh[:, 1:].detach()
+    with torch.no_grad():
+        z = project_points(gaussians.means, cam[0])[1]
+        w = gaussians.opacities
+        near_side = (z <= (z * w).sum() / w.sum().clamp_min(1e-8)).to(dc0.dtype)[:, None, None]
     with torch.enable_grad():
         for _ in range(cfg.steps):
+            dc = dc0 + near_side * delta
             g = Gaussians(gaussians.means.detach(), gaussians.quats.detach(), gaussians.log_scales.detach(),
                           gaussians.opacity_logits.detach(), torch.cat([dc, rest], 1), None)  # fmt: skip
             rgb = render(g, cam).rgb[0]
-            loss = F.l1_loss(rgb, target) + F.mse_loss(rgb, target) + cfg.prior_weight * (dc - dc0).square().mean()
+            loss = F.l1_loss(rgb, target) + F.mse_loss(rgb, target) + cfg.prior_weight * (near_side * delta).square().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    sh = torch.cat([dc.detach(), rest], 1)
+    sh = torch.cat([(dc0 + near_side * delta).detach(), rest], 1)
     return Gaussians(gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits, sh, gaussians.features)
