@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from humansplat.utils import atomic_dir
 
 
 def config_to_dict(config: Any) -> dict:
@@ -38,23 +39,11 @@ def config_from_dict(cls: type, data: dict, where: str = "config") -> Any:
 
 def save_model_dir(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, dtype: torch.dtype | None = None) -> Path:
     """Write weights + config into a fresh temporary directory, then swap it in place of ``directory``."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
-    old = directory.with_name(f".{directory.name}.{os.getpid()}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(directory) as tmp:
         tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state.items()}
         save_file(tensors, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return directory
+    return Path(directory)
 
 
 def load_model_dir(directory: str | os.PathLike, model_type: str) -> tuple[dict, dict[str, torch.Tensor]]:
