@@ -95,7 +95,7 @@ class Pipeline:
             raise FileNotFoundError(f"no reconstructor weights in {self.weights} (expected config.json + model.safetensors)")
         self.model = Reconstructor.from_pretrained(self.weights, self.device)
         self.body = BodyModel.load(self.device)
-        self.load_time = time.perf_counter() - t
+        load_s = time.perf_counter() - t
         self.meta = {
             "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or platform.machine(),
@@ -103,6 +103,7 @@ class Pipeline:
             "weights": str(self.weights),
             "weights_sha256": _file_hash(self.weights / "model.safetensors"),
             "seed": seed,
+            "model_load_s": round(load_s, 3),
         }
 
     @torch.no_grad()

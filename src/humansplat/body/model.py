@@ -258,15 +258,6 @@ class BodyModel(torch.nn.Module):
         return vertices, joints, M
 
 
-def _rigid_inverse(T: Tensor) -> Tensor:
-    R, t = T[..., :3, :3], T[..., :3, 3:]
-    out = torch.zeros_like(T)
-    out[..., :3, :3] = R.transpose(-1, -2)
-    out[..., :3, 3:] = -R.transpose(-1, -2) @ t
-    out[..., 3, 3] = 1.0
-    return out
-
-
 def _subset(data, index: Tensor):
     """anny ModelData restricted to some vertices (no faces): for evaluating a few points only."""
     import dataclasses

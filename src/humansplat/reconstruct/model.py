@@ -288,9 +288,6 @@ class Reconstructor(nn.Module):
         """Rendered (or per-Gaussian) semantic features (..., F) -> part logits (..., num_classes)."""
         return self.semantic_decoder(features.to(self.semantic_decoder.weight.dtype))
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     # ---- files ----
     def load_encoder(self, autoencoder_state: dict[str, Tensor], scale: float) -> None:
         """Take the frozen encoder (and its latent scale) from a trained autoencoder's state dict."""
