@@ -5,6 +5,11 @@
 Loads the pipeline once (reported apart), runs one warm-up, then ``--runs`` timed runs per photo, and
 prints the median of each stage: preprocess (load, matte, keypoints, crop), body fit, reconstruction.
 Writing outputs (turntable renders, videos) is not part of the reconstruction and is timed apart.
+
+Where MediaPipe is not installed (e.g. a GPU server), preprocess on another machine and time the rest:
+
+    python benchmarks/reconstruct.py --save-preprocessed DIR photo.png   # writes DIR/photo.pt
+    python benchmarks/reconstruct.py --device cuda DIR/photo.pt          # no preprocess column
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the CPU goal is for 2)")
     ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--save-preprocessed", type=Path, metavar="DIR", help="only preprocess the photos, into DIR/<name>.pt")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -35,6 +41,14 @@ def main() -> int:
     from humansplat.pipeline import Pipeline
 
     images = args.images or [DEFAULT_PHOTO]
+    if args.save_preprocessed:
+        from humansplat.preprocess import preprocess
+
+        args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+        for path in images:
+            torch.save(preprocess(path, resolution=512), args.save_preprocessed / f"{path.stem}.pt")
+        print(f"preprocessed {len(images)} photo(s) into {args.save_preprocessed}")
+        return 0
     t = time.perf_counter()
     pipe = Pipeline(args.weights, args.device)
     load = time.perf_counter() - t
@@ -42,17 +56,19 @@ def main() -> int:
     print(f"device: {pipe.device} ({device}), torch {torch.__version__}, threads {torch.get_num_threads()}, model load {load:.2f} s")
     rows = []
     for path in images:
-        pipe(path)  # warm-up
+        # a photo preprocessed by --save-preprocessed, or the photo itself
+        photo = torch.load(path, weights_only=False) if path.suffix == ".pt" else path
+        pipe(photo)  # warm-up
         runs = []
         for _ in range(args.runs):
-            r = pipe(path)
+            r = pipe(photo)
             runs.append(dict(r.timings, total=sum(r.timings.values())))
         t = time.perf_counter()
-        out = Path("/tmp/humansplat-bench") / path.stem
+        out = Path("/tmp/humansplat-bench") / r.name
         write_outputs(r, pipe, out, frames=48, size=512)
         writes = time.perf_counter() - t
         med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-        rows.append((path.name, r.structure_prior, r.gaussians.num, med, writes))
+        rows.append((r.name, r.structure_prior, r.gaussians.num, med, writes))
     stages = list(rows[0][3])
     head = f"| photo | prior | Gaussians | " + " | ".join(f"{s} (s)" for s in stages) + " | outputs (s) |"
     print(head)

@@ -178,3 +178,38 @@ def test_body_anchors_need_a_template():
     m = Reconstructor(tiny_config())
     with pytest.raises(RuntimeError, match="set_anchor_template"):
         m.body_anchors(body_like(), torch.zeros(400, dtype=torch.long))
+
+
+def test_anchor_depth_map_takes_the_front_surface_and_fills_holes():
+    from humansplat.reconstruct.heads import anchor_depth_map
+
+    # two layers of anchors over the left half of a 64 px view: front at z=2, back at z=3
+    ys, xs = torch.meshgrid(torch.arange(4, 64, 8.0), torch.arange(2, 30, 8.0), indexing="ij")
+    uv = torch.stack([xs.flatten(), ys.flatten()], -1)
+    uv = torch.cat([uv, uv])[None, None]
+    z = torch.cat([torch.full((uv.shape[2] // 2,), 2.0), torch.full((uv.shape[2] // 2,), 3.0)])[None, None]
+    visible = torch.ones_like(z, dtype=torch.bool)
+    hidden = uv.shape[2] // 2  # a back-layer anchor moved closer but hidden changes nothing
+    visible[..., hidden] = False
+    z[..., hidden] = 0.5
+    d = anchor_depth_map(uv, z, visible, (8, 8), (64, 64), (32, 32), torch.tensor([[5.0]]), fill_steps=2)
+    assert d.shape == (1, 1, 32, 32)
+    assert torch.allclose(d[0, 0, :, :12], torch.tensor(2.0))  # the nearer layer wins where anchors are
+    assert torch.allclose(d[0, 0, :, -4:], torch.tensor(5.0))  # beyond the fill distance: the fallback
+    assert (d[0, 0, :, 16:18] - 2.0).abs().max() < 1e-5  # one cell beyond the anchors: filled from the neighbour
+
+
+def test_surface_reference_puts_pixel_gaussians_on_the_anchors_front():
+    m = make_model(depth_reference="surface", depth_range=0.5)
+    cams = cameras([0.0])
+    verts, labels = body_like(), torch.randint(0, 28, (400,))
+    anchors = m.body_anchors(verts, labels)
+    with torch.no_grad():
+        g = m(torch.rand(1, 1, 3, SIZE, SIZE), cams, anchors)
+    n_pixel = (SIZE // 2) ** 2
+    uv, z = project_points(g.means[:, :n_pixel], cams[:, 0])
+    _, za = project_points(anchors.xyz, cams[:, 0])
+    # near-zero raw depth at init: pixel Gaussians start at the anchors' front depth, not their centroid
+    centre = (uv[0] - SIZE / 2).abs().amax(-1) < 6
+    assert (z[0][centre] - za.min()).abs().max() < 0.1
+    assert (z[0][centre] - za.mean()).abs().min() > 0.05

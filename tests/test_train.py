@@ -127,6 +127,24 @@ def test_resume_continues_from_the_checkpoint(tmp_path, one_subject):
     assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 6
 
 
+def test_warm_start_loads_weights_except_the_skipped_prefixes(tmp_path, one_subject):
+    from humansplat.reconstruct import Reconstructor
+    from humansplat.train.trainer import Trainer
+
+    t1 = Trainer(tiny_config(tmp_path, max_steps=3), tmp_path / "first", device="cpu")
+    t1.engine.sample = lambda batch_size, generator: one_subject
+    t1.fit()
+    source = Reconstructor.from_pretrained(tmp_path / "first" / "model").state_dict()
+    cfg = tiny_config(tmp_path, init_from=str(tmp_path / "first" / "model"), init_skip=("pixel_head.out",), seed=5)
+    t2 = Trainer(cfg, tmp_path / "second", device="cpu")
+    own = t2.model.state_dict()
+    assert t2.step == 0 and len(t2.optimizer.state) == 0  # a new run, not a resume
+    assert torch.equal(own["anchor_head.out.weight"], source["anchor_head.out.weight"])
+    assert not torch.equal(own["pixel_head.out.weight"], source["pixel_head.out.weight"])
+    with pytest.raises(ValueError, match="names no parameter"):
+        Trainer(tiny_config(tmp_path, init_from=cfg.init_from, init_skip=("no_such_layer",)), tmp_path / "third", device="cpu")
+
+
 def test_train_command_refuses_to_overwrite_a_run(tmp_path):
     from humansplat.cli import main
 

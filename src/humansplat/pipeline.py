@@ -108,11 +108,15 @@ class Pipeline:
 
     @torch.no_grad()
     def __call__(self, image, person: int | None = None, name: str | None = None) -> Reconstruction:
+        """``image``: a path, array or PIL image, or a ``Preprocessed`` photo (its preprocessing is not redone)."""
         seed_everything(self.seed)
         timings: dict[str, float] = {}
         res = self.model.config.image_size
-        with _timed(timings, "preprocess", self.device):
-            inputs = preprocess(image, resolution=max(512, res), person=person)
+        if isinstance(image, Preprocessed):  # matte, keypoints and crop made earlier (or by other tools)
+            inputs = image
+        else:
+            with _timed(timings, "preprocess", self.device):
+                inputs = preprocess(image, resolution=max(512, res), person=person)
         camera = inputs.camera()
         confident = int((inputs.confidence >= 0.5).sum())
         fit = None

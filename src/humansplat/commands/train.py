@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, help="override max_steps")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="override time_budget_minutes")
     p.add_argument("--autoencoder", metavar="DIR", help="override the config's trained autoencoder directory")
+    p.add_argument("--init-from", metavar="DIR", help="override the config's warm-start weights (init_from)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks per rank")
     p.set_defaults(func=run)
 
@@ -36,6 +37,10 @@ def run(args) -> int:
         raise UserError(f"bad config {path}: {e}") from e
     if args.autoencoder:
         config.autoencoder = str(Path(args.autoencoder).resolve())
+    if args.init_from:
+        config.init_from = str(Path(args.init_from).resolve())
+    if config.init_from and not Path(config.init_from, "model.safetensors").is_file():
+        raise UserError(f"init_from weights are missing: {config.init_from}")
     if args.time_budget is not None:
         config.time_budget_minutes = args.time_budget
     run_dir = Path(args.out) if args.out else Path("runs") / path.stem

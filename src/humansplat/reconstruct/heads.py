@@ -2,8 +2,9 @@
 
 Two Gaussian sources, concatenated by the model:
 - ``PixelHead``: per-pixel Gaussians of each input view on a grid at 1/``stride`` of the input size. The centre
-  is the pixel ray at camera-z ``z_ref + depth_range * tanh(d)`` (``z_ref``: depth of the anchors' centroid in
-  that view) plus a small bounded 3D offset. They cover what the views see.
+  is the pixel ray at camera-z ``z_ref + depth_range * tanh(d)`` plus a small bounded 3D offset, where
+  ``z_ref`` is a per-pixel reference depth: the anchors' front surface in that view (``anchor_depth_map``)
+  or, for older weights, the anchors' centroid. They cover what the views see.
 - ``AnchorHead``: ``k`` Gaussians per 3D anchor token, within ``anchor_offset`` metres of the anchor. They cover
   the sides no input view sees (the back of a person photographed from the front).
 Every Gaussian carries RGB (SH degree 0) and ``feature_dim`` semantic feature channels.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from humansplat.cameras import Cameras, pixel_rays
@@ -75,13 +77,15 @@ class PixelHead(nn.Module):
 
     def gaussians(self, raw: Tensor, cameras: Cameras, z_ref: Tensor, depth_range: float, max_offset: float,
                   log_scale_range: tuple[float, float]) -> Gaussians:
-        """raw (B,V,C,Hg,Wg); cameras (B,V); z_ref (B,V) -> Gaussians (B, V*Hg*Wg)."""
+        """raw (B,V,C,Hg,Wg); cameras (B,V); z_ref (B,V) or per pixel (B,V,Hg,Wg) -> Gaussians (B, V*Hg*Wg)."""
         B, V, _, Hg, Wg = raw.shape
+        if z_ref.dim() == 2:
+            z_ref = z_ref[:, :, None, None].expand(B, V, Hg, Wg)
         raw = raw.float().permute(0, 1, 3, 4, 2)  # (B,V,Hg,Wg,C)
         origin, direction = pixel_rays(cameras, Hg, Wg)  # (B,V,Hg,Wg,3)
         forward = cameras.w2c[..., 2, :3]  # camera +z axis in world, (B,V,3)
         cos = (direction * forward[:, :, None, None]).sum(-1, keepdim=True).clamp_min(1e-3)
-        z = z_ref[:, :, None, None, None] + depth_range * torch.tanh(raw[..., :1])
+        z = z_ref[..., None] + depth_range * torch.tanh(raw[..., :1])
         means = origin + direction * z.clamp_min(0.05) / cos + max_offset * torch.tanh(raw[..., 1 : 1 + OFFSET])
         g = _activate(raw[..., 1:], means, log_scale_range, self.feature_dim)
         return g._map(lambda t: t.reshape(B, V * Hg * Wg, *t.shape[4:]))
@@ -126,6 +130,33 @@ class PixelSkip(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images * 2 - 1)
+
+
+def anchor_depth_map(uv: Tensor, z: Tensor, visible: Tensor, cells: tuple[int, int], image_hw: tuple[int, int],
+                     out_hw: tuple[int, int], fallback: Tensor, fill_steps: int = 3) -> Tensor:
+    """Per-pixel reference depth from the anchors' front surface: the nearest anchor camera-z in each of
+    ``cells`` (h, w) screen cells, holes filled from neighbouring cells (``fill_steps`` 3x3 passes) and then
+    with ``fallback``, bilinearly upsampled to ``out_hw``. No host syncs.
+
+    uv (B,V,A,2) pixels in an image of ``image_hw``; z (B,V,A) camera depth; visible (B,V,A) bool;
+    fallback (B,V) depth for cells no anchor reaches. Returns (B,V,*out_hw)."""
+    B, V, A = z.shape
+    h, w = cells
+    cx = (uv[..., 0] * (w / image_hw[1])).floor().long().clamp(0, w - 1)
+    cy = (uv[..., 1] * (h / image_hw[0])).floor().long().clamp(0, h - 1)
+    index = torch.where(visible, cy * w + cx, h * w)  # invisible anchors land in a spare cell
+    far = torch.finfo(z.dtype).max
+    near = torch.full((B, V, h * w + 1), far, dtype=z.dtype, device=z.device)
+    near = near.scatter_reduce(-1, index, z, reduce="amin")[..., : h * w].reshape(B * V, 1, h, w)
+    empty = near == far
+    inv = torch.where(empty, 0.0, 1.0 / near.clamp_min(1e-3))  # max-pool of 1/z is a min-pool of z
+    for _ in range(fill_steps):
+        grown = F.max_pool2d(inv, 3, stride=1, padding=1)
+        inv = torch.where(empty, grown, inv)
+        empty = inv == 0
+    depth = torch.where(empty, fallback.reshape(B * V, 1, 1, 1), 1.0 / inv.clamp_min(1e-6))
+    depth = F.interpolate(depth, size=out_hw, mode="bilinear", align_corners=False)
+    return depth.reshape(B, V, *out_hw)
 
 
 def fourier_embed(x: Tensor, freqs: int) -> Tensor:

@@ -31,7 +31,7 @@ from humansplat.reconstruct.autoencoder import (
     build_encoder,
     encode_mean,
 )
-from humansplat.reconstruct.heads import AnchorHead, PixelHead, PixelSkip, fourier_embed
+from humansplat.reconstruct.heads import AnchorHead, PixelHead, PixelSkip, anchor_depth_map, fourier_embed
 from humansplat.reconstruct.io import (
     config_from_dict,
     config_to_dict,
@@ -63,7 +63,8 @@ class ReconstructorConfig:
     feature_dim: int = 8
     num_classes: int = 28
     fourier_freqs: int = 6
-    depth_range: float = 1.0  # metres around the anchors' centroid depth
+    depth_reference: str = "centroid"  # pixel depth around: "surface" (anchors' front, per pixel) or "centroid" (first weights)
+    depth_range: float = 1.0  # metres around the reference depth
     pixel_offset: float = 0.03
     pixel_scale_range: tuple[float, float] = (1e-3, 0.05)
     anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
@@ -79,6 +80,8 @@ class ReconstructorConfig:
         token_px = self.autoencoder.downsample * self.patch_size
         if self.image_size % token_px or token_px % self.gaussian_stride:
             raise ValueError(f"image_size {self.image_size} / token size {token_px} / gaussian_stride {self.gaussian_stride} do not divide")
+        if self.depth_reference not in ("surface", "centroid"):
+            raise ValueError(f"depth_reference must be 'surface' or 'centroid', got {self.depth_reference!r}")
         if self.window < 1:
             raise ValueError("window must be >= 1")
 
@@ -280,6 +283,8 @@ class Reconstructor(nn.Module):
         anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range))
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
+            if c.depth_reference == "surface":
+                z_ref = anchor_depth_map(uv, z, visible, (h, w), (s, s), tuple(raw.shape[-2:]), z_ref)
             pixel = self.pixel_head.gaussians(raw, cameras, z_ref, c.depth_range, c.pixel_offset, log_range(c.pixel_scale_range))
             anchor = anchor._map(lambda t: t.float())
         return Gaussians.cat([pixel, anchor])

@@ -18,6 +18,8 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # ReconstructorConfig (or AutoencoderConfig) fields
     data: dict = field(default_factory=dict)  # humansplat.data.EngineConfig fields
     autoencoder: str | None = None  # trained autoencoder directory (reconstructor phase), relative to the config file
+    init_from: str | None = None  # reconstructor weights to start from (a warm start, not a resume), relative to the config file
+    init_skip: tuple[str, ...] = ()  # parameter-name prefixes that keep their fresh initialisation on a warm start
     loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 4  # per GPU
     lr: float = 4e-4
@@ -57,6 +59,8 @@ class TrainConfig:
         cfg = config_from_dict(TrainConfig, json.loads(path.read_text()), str(path))
         if cfg.autoencoder and not Path(cfg.autoencoder).is_absolute():
             cfg.autoencoder = str((path.parent / cfg.autoencoder).resolve())
+        if cfg.init_from and not Path(cfg.init_from).is_absolute():
+            cfg.init_from = str((path.parent / cfg.init_from).resolve())
         return cfg
 
     def to_dict(self) -> dict:

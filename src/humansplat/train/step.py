@@ -60,5 +60,8 @@ class ReconstructionStep(nn.Module):
             labels = batch["labels"][:, plan.supervised].flatten(0, 1).long() if "labels" in batch else None
             loss, logs = self.loss(rgb, alpha, logits, target, masks, labels)
         logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
+        c = self.model.config
+        n_pixel = len(plan.inputs) * (c.image_size // c.gaussian_stride) ** 2  # pixel Gaussians come first
+        logs["train/pixel_opacity"] = gaussians.opacity_logits[:, :n_pixel].detach().float().sigmoid().mean()
         S = len(plan.supervised)
         return loss, logs, (rgb[:S].detach(), target[:S])

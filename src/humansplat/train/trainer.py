@@ -119,7 +119,21 @@ class Trainer:
             with torch.no_grad():
                 template = self.body(BodyParams.neutral(1, device=self.device)).vertices[0]
             model.set_anchor_template(template)
+        if cfg.init_from:
+            self._warm_start(model, cfg.init_from, cfg.init_skip)
         return model
+
+    def _warm_start(self, model: Reconstructor, directory: str, skip: tuple[str, ...]) -> None:
+        """Start from other reconstructor weights; tensors under the ``skip`` prefixes stay freshly initialised.
+        The rest must match in name and shape (a different architecture is an error, not a partial load)."""
+        _, state = load_model_dir(directory, "humansplat-reconstructor")
+        own = model.state_dict()
+        fresh = {k for k in own if k.startswith(tuple(skip))}
+        if skip and not fresh:
+            raise ValueError(f"init_skip {list(skip)} names no parameter of the model")
+        load_checked(model, {**{k: v for k, v in state.items() if k not in fresh}, **{k: own[k] for k in fresh}}, directory)
+        if self.main:
+            print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'})")
 
     def _tensorboard(self):
         try:
