@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID as C
+from humansplat.data.device import constant
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, M, Outfit
 from humansplat.data.surfels import COVER, Surfels
 from humansplat.meshes import face_areas, interpolate, vertex_normals
@@ -148,9 +149,9 @@ def _line(params: Tensor, theta: Tensor) -> Tensor:
     return A + (f - b) / 2 * torch.cos(theta) + ((f + b) / 2 - s) / 2 * torch.cos(2 * theta)
 
 
-def _label_mask(labels: Tensor, *names: str) -> Tensor:
-    ids = torch.tensor([C[n] for n in names], device=labels.device)
-    return torch.isin(labels, ids)
+def label_mask(labels: Tensor, *names: str) -> Tensor:
+    """Whether each Sapiens class id in ``labels`` is one of the classes ``names`` (a table lookup)."""
+    return constant(tuple(name in names for name in C), labels.device)[labels]
 
 
 def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, generator: torch.Generator) -> tuple[Surfels, BodyCoords, Tensor]:
@@ -180,11 +181,11 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
         return x[:, None]
 
     is_torso = (labels == C["Torso"])[None]
-    is_arm = _label_mask(labels, "Left_Upper_Arm", "Left_Lower_Arm", "Left_Hand", "Right_Upper_Arm", "Right_Lower_Arm", "Right_Hand")[None]
-    is_leg = _label_mask(labels, "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")[None]
-    is_shin = _label_mask(labels, "Left_Lower_Leg", "Right_Lower_Leg")[None]
-    is_foot = _label_mask(labels, "Left_Foot", "Right_Foot")[None]
-    is_left = _label_mask(labels, "Left_Lower_Leg", "Left_Upper_Leg", "Left_Foot")[None]
+    is_arm = label_mask(labels, "Left_Upper_Arm", "Left_Lower_Arm", "Left_Hand", "Right_Upper_Arm", "Right_Lower_Arm", "Right_Hand")[None]
+    is_leg = label_mask(labels, "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")[None]
+    is_shin = label_mask(labels, "Left_Lower_Leg", "Right_Lower_Leg")[None]
+    is_foot = label_mask(labels, "Left_Foot", "Right_Foot")[None]
+    is_left = label_mask(labels, "Left_Lower_Leg", "Left_Upper_Leg", "Left_Foot")[None]
     is_face = (labels == C["Face_Neck"])[None] & (eye_side == 0)[None]
     is_eye = (eye_side > 0)[None].expand(B, -1)
     trunk = is_torso | is_leg
@@ -196,13 +197,14 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     def apply(mask: Tensor, thick, material, label=None) -> None:
         nonlocal lab, mat, off
         mask = mask.expand(B, -1)
-        off = torch.where(mask, torch.maximum(off, torch.as_tensor(thick, device=off.device).expand_as(off)), off)
-        mat = torch.where(mask, torch.as_tensor(material, device=mat.device), mat)
+        # python numbers stay scalars: no copy to the device
+        off = torch.where(mask, torch.maximum(off, thick) if isinstance(thick, Tensor) else off.clamp_min(thick), off)
+        mat = torch.where(mask, material, mat)
         if label is not None:
-            lab = torch.where(mask, torch.as_tensor(label, device=lab.device), lab)
+            lab = torch.where(mask, label, lab)
 
     # face details (colour only)
-    apply(_label_mask(labels, "Upper_Lip", "Lower_Lip")[None], 0.0, M["lips"])
+    apply(label_mask(labels, "Upper_Lip", "Lower_Lip")[None], 0.0, M["lips"])
     apply(is_eye, 0.0, M["eyes"])
     apply(is_face & _brows(pr, rest.keypoints), 0.0003, M["brows"])
 
@@ -235,7 +237,7 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     apply(shoe, shoe_thick, M["shoes"], torch.where(is_left, C["Left_Shoe"], C["Right_Shoe"]))
 
     # hair on the scalp and hats over it
-    head = (is_face | _label_mask(labels, "Upper_Lip", "Lower_Lip")[None]) & (co.head_u > -1.5)
+    head = (is_face | label_mask(labels, "Upper_Lip", "Lower_Lip")[None]) & (co.head_u > -1.5)
     hair = per(o.hair > 0) & head & (co.head_u > _line(o.hairline, co.head_theta))
     afro = per(o.hair == HAIR_STYLES.index("afro"))
     hair_thick = per(o.hair_thick) * torch.where(afro, 0.8 + 0.2 * co.head_u.clamp(0, 1), 0.45 + 0.55 * co.head_u.clamp(0, 1))
@@ -248,7 +250,7 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     eye_c = torch.stack([_masked_mean(vr, surface.eye_side == k) for k in (1, 2)], 1)  # (B,2,3)
     centre = eye_c[:, (eye_side - 1).clamp_min(0)]  # (B,N,3)
     coords = torch.where(is_eye[..., None], F.normalize(pr - centre, dim=-1), coords)
-    coords = torch.where((mat == M["hair"])[..., None], coords * torch.tensor([1.0, 0.15, 1.0], device=coords.device), coords)  # streaks
+    coords = torch.where((mat == M["hair"])[..., None], coords * constant((1.0, 0.15, 1.0), coords.device), coords)  # streaks
 
     # the samples are area-uniform, so one spacing per subject: sqrt(area / n)
     spacing = (face_areas(vp, faces[surface.sample_faces]).sum(1) / n).sqrt()

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from humansplat.data import textures as tx
+from humansplat.data.device import to_device
 from humansplat.data.surfels import Surfels
 
 __all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "place_logos", "surfel_albedo"]
@@ -83,7 +84,7 @@ class Outfit:
     materials: tx.Texture  # (B, len(MATERIALS))
 
     def to(self, device) -> "Outfit":
-        return Outfit(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return to_device(self, device)
 
 
 def _u(n, g, lo, hi) -> Tensor:

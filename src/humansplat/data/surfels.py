@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from humansplat.data.device import constant
+
 __all__ = ["Surfels", "grid_surfels", "box_surfels", "sphere_surfels", "ring_hull", "smooth_circular", "matrix_to_quat", "COVER"]
 
 COVER = 0.7  # Gaussian sigma as a fraction of the sample spacing: neighbours overlap into an opaque sheet
@@ -101,7 +103,7 @@ def grid_surfels(
     du, dv = _diff(P, 1, wrap_u), _diff(P, 2, False)
     n = torch.cross(du, dv, dim=-1)
     good = n.norm(dim=-1, keepdim=True) > 1e-12
-    n = F.normalize(torch.where(good, n, torch.tensor([0.0, 1.0, 0.0], device=P.device).expand_as(n)), dim=-1)
+    n = F.normalize(torch.where(good, n, constant((0.0, 1.0, 0.0), P.device).expand_as(n)), dim=-1)
     if outward is not None:
         ref = outward if outward.dim() == 4 else outward[:, None, None]
         flip = ((P - ref) * n).sum(-1, keepdim=True) < 0
