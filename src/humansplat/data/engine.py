@@ -24,6 +24,7 @@ from humansplat.body import BodyModel, BodyParams
 from humansplat.body.parts import CLASS_ID
 from humansplat.cameras import Cameras
 from humansplat.data import views as vw
+from humansplat.data.device import constant, to_device
 from humansplat.data.dressing import BodySurface, body_surfels
 from humansplat.data.loose import loose_surfels
 from humansplat.data.shading import sample_lights, shade
@@ -101,7 +102,7 @@ def render_maps(gaussians: Gaussians, cameras: Cameras, background: float = 1.0,
     B = gaussians.means.shape[0]
     V, H, W = cameras.batch_shape[-1], cameras.height, cameras.width
     chunk = chunk or max(1, int(4e9 // (V * H * W * 32 * 4)))
-    ids = torch.tensor([0, *LABEL_CHANNELS], device=gaussians.device)
+    ids = constant((0, *LABEL_CHANNELS), gaussians.device)
     outs: dict[str, list[Tensor]] = {k: [] for k in ("images", "masks", "depths", "normals", "labels")}
     for s in range(0, B, chunk):
         g = Gaussians(**{f.name: None if getattr(gaussians, f.name) is None else getattr(gaussians, f.name)[s : s + chunk] for f in dataclasses.fields(Gaussians)})
@@ -153,14 +154,13 @@ class SyntheticEngine:
         with record_function("data.body"):
             phen = sample_phenotypes(B, g, years=cfg.years)
             pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
-            params = BodyParams(phen, pose, torch.zeros(B, 3)).to(dev)
-            posed = self.body(params)
-            rest = self.body(BodyParams(params.phenotype, torch.zeros_like(params.pose), params.transl))
+            params = to_device(BodyParams(phen, pose, torch.zeros(B, 3)), dev)
+            posed, rest = self.body.posed_and_rest(params)
         with record_function("data.outfits"):
             outfit = sample_outfits(phen, g)
             place_logos(outfit, rest.keypoints, g)
-            outfit = outfit.to(dev)
-            lights = sample_lights(B, g).to(dev)
+            outfit = to_device(outfit, dev)
+            lights = to_device(sample_lights(B, g), dev)
         with record_function("data.dressing"):
             tight, _, parts = body_surfels(self.surface, posed, rest, outfit, cfg.body_points, g)
         with record_function("data.loose"):
@@ -172,7 +172,7 @@ class SyntheticEngine:
         with record_function("data.colors"):
             colors = shade(surfel_albedo(surf, outfit), surf.normals, lights)
         with record_function("data.gaussians"):
-            onehot = F.one_hot(surf.labels, 28)[..., LABEL_CHANNELS].to(colors.dtype)
+            onehot = (surf.labels[..., None] == constant(tuple(LABEL_CHANNELS), dev)).to(colors.dtype)  # no range check: no sync
             gauss = Gaussians.from_activated(
                 means=surf.means,
                 rotations=surf.rotations(),
