@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID as C
-from humansplat.data.device import constant
+from humansplat.data.device import constant, to_device
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, M, Outfit
 from humansplat.data.surfels import COVER, Surfels
 from humansplat.meshes import face_areas, interpolate, vertex_normals
@@ -54,20 +54,18 @@ class BodySurface:
         or the ceiling of its share, unbiased), placed in each face by a randomly shifted 2D
         low-discrepancy sequence."""
         faces = self.faces[self.sample_faces]
-        area = face_areas(rest_vertices, faces).mean(0).double().cpu()
+        dev = faces.device
+        area = face_areas(rest_vertices, faces).mean(0).double()
         cdf = torch.cumsum(area, 0) / area.sum()
-        u = (torch.arange(n, dtype=torch.double) + torch.rand((), generator=generator, dtype=torch.double)) / n
-        fid = torch.searchsorted(cdf, u).clamp_max(len(faces) - 1)
-        count = torch.bincount(fid, minlength=len(faces))
-        start = torch.cumsum(count, 0) - count
-        k = torch.arange(n) - start[fid]
-        shift = torch.rand(len(faces), 2, generator=generator)[fid]
-        r = (shift + k[:, None] * torch.tensor([0.7548776662, 0.5698402910])) % 1.0
+        u = (torch.arange(n, dtype=torch.double, device=dev) + torch.rand((), generator=generator, dtype=torch.double).item()) / n
+        fid = torch.searchsorted(cdf, u).clamp_max(len(faces) - 1)  # non-decreasing
+        k = torch.arange(n, device=dev) - torch.searchsorted(fid, fid)  # rank within the face
+        shift = to_device(torch.rand(len(faces), 2, generator=generator), dev)[fid]
+        r = (shift + k[:, None] * constant((0.7548776662, 0.5698402910), dev)) % 1.0
         flip = r.sum(1, keepdim=True) > 1
         r = torch.where(flip, 1 - r, r)
         bary = torch.stack([1 - r[:, 0] - r[:, 1], r[:, 0], r[:, 1]], 1)
-        dev = self.faces.device
-        return self.sample_faces[fid].to(dev), bary.to(dev)
+        return self.sample_faces[fid], bary
 
 
 def _neutral_params(body):

@@ -157,9 +157,8 @@ class SyntheticEngine:
             params = to_device(BodyParams(phen, pose, torch.zeros(B, 3)), dev)
             posed, rest = self.body.posed_and_rest(params)
         with record_function("data.outfits"):
-            outfit = sample_outfits(phen, g)
+            outfit = to_device(sample_outfits(phen, g), dev)
             place_logos(outfit, rest.keypoints, g)
-            outfit = to_device(outfit, dev)
             lights = to_device(sample_lights(B, g), dev)
         with record_function("data.dressing"):
             tight, _, parts = body_surfels(self.surface, posed, rest, outfit, cfg.body_points, g)
