@@ -133,10 +133,11 @@ class OpCounter(TorchDispatchMode):
 
 
 class _HostCalls(TorchFunctionMode):
-    """Python-level reads of tensor values (.item(), int(), bool(), .tolist(), .cpu(), ...) and copies to a
-    device (``.to(device)``, ``torch.tensor(..., device=)``): on a GPU each read waits for the device and
-    each copy from pageable memory without ``non_blocking`` too. Counted even where the build runs on
-    the CPU (where they cost nothing), to show where a GPU build would wait."""
+    """Python-level reads of tensor values (.item(), int(), bool(), .tolist(), .cpu(), ...) and blocking
+    copies to a device (``.to(device)`` that moves, ``torch.tensor(data, device=)``): on a GPU each read
+    of a device tensor waits for the device and so does each copy from pageable memory. Reads are counted
+    on CPU tensors too (free there); copies only where a tensor moves, so a CPU build shows only the
+    ``torch.tensor(data, device=)`` ones."""
 
     def __init__(self, counter: OpCounter) -> None:
         super().__init__()
@@ -146,10 +147,11 @@ class _HostCalls(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         stage = self.counter.stack[-1]
-        dest = [a for a in [*args[1:], kwargs.get("device")] if isinstance(a, (str, torch.device))]
-        if name in _HOST_READS or (name == "to" and any(str(d) == "cpu" for d in dest) and _is_device(args[0])):
+        dest = [torch.device(a) for a in [*args[1:], kwargs.get("device")] if isinstance(a, (str, torch.device))]
+        moves = name == "to" and isinstance(args[0], torch.Tensor) and any(d.type != args[0].device.type for d in dest)
+        if name in _HOST_READS or (moves and any(d.type == "cpu" for d in dest)):
             self.counter.reads[stage] += 1
-        elif (name == "to" and dest and not kwargs.get("non_blocking")) or (name in ("tensor", "as_tensor") and kwargs.get("device") is not None):
+        elif (moves and not kwargs.get("non_blocking")) or (name in ("tensor", "as_tensor") and not isinstance(args[0], torch.Tensor) and kwargs.get("device") is not None):
             self.counter.copies[stage] += 1
         return func(*args, **kwargs)
 

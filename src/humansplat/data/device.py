@@ -34,17 +34,21 @@ def constant(values: tuple, device: torch.device | str, dtype: torch.dtype | Non
 def _leaves(obj, path: tuple = ()) -> list[tuple[tuple, Tensor]]:
     if isinstance(obj, Tensor):
         return [(path, obj)]
+    if isinstance(obj, tuple):
+        return [leaf for i, x in enumerate(obj) for leaf in _leaves(x, (*path, i))]
     return [leaf for f in dataclasses.fields(obj) for leaf in _leaves(getattr(obj, f.name), (*path, f.name))]
 
 
 def _rebuild(obj, values: dict[tuple, Tensor], path: tuple = ()):
     if isinstance(obj, Tensor):
         return values[path]
+    if isinstance(obj, tuple):
+        return tuple(_rebuild(x, values, (*path, i)) for i, x in enumerate(obj))
     return dataclasses.replace(obj, **{f.name: _rebuild(getattr(obj, f.name), values, (*path, f.name)) for f in dataclasses.fields(obj)})
 
 
 def to_device(obj: T, device: torch.device | str) -> T:
-    """A copy of a (nested) dataclass of CPU tensors on ``device``: one transfer per dtype, pinned and
+    """A copy of a tensor or a (nested) dataclass or tuple of CPU tensors on ``device``: one transfer per dtype, pinned and
     non-blocking to CUDA. The values are exactly those of ``obj``."""
     device = torch.device(device)
     leaves = _leaves(obj)

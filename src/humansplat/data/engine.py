@@ -190,7 +190,8 @@ class SyntheticEngine:
         return render_maps(subjects.gaussians.to(self.device), cameras, 1.0, self.config.backend, self.config.render_chunk)
 
     def cameras(self, subjects: SubjectBatch, generator: torch.Generator) -> Cameras:
-        """The input view (index 0) and the orbit views of each subject: batch (B, 1 + views)."""
+        """The input view (index 0) and the orbit views of each subject: batch (B, 1 + views), on the
+        build device."""
         c = self.config
         inp = vw.input_views(subjects.points, subjects.valid, subjects.keypoints, c.resolution, generator, c.input_fov, c.input_elevation,
                              c.input_azimuth_std, c.input_any_azimuth, c.input_fill, c.half_body, c.roll_std)  # fmt: skip
