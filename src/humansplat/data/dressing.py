@@ -106,12 +106,14 @@ class BodyCoords:
 
 
 def _chain_t(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """Position of points (B,N,3) along the two-segment chain a-b-c (B,3): 0 at a, 0.5 at b, 1 at c."""
-    ab, bc = (b - a)[:, None], (c - b)[:, None]
-    s1 = ((p - a[:, None]) * ab).sum(-1) / (ab * ab).sum(-1)
-    s2 = ((p - b[:, None]) * bc).sum(-1) / (bc * bc).sum(-1)
-    d1 = (p - a[:, None] - s1.clamp(0, 1)[..., None] * ab).norm(dim=-1)
-    d2 = (p - b[:, None] - s2.clamp_min(0)[..., None] * bc).norm(dim=-1)
+    """Position of points (B,N,3) along K two-segment chains a-b-c (B,K,3): 0 at a, 0.5 at b, 1 at c
+    -> (B,K,N)."""
+    p, a, b, c = p[:, None], a[:, :, None], b[:, :, None], c[:, :, None]
+    ab, bc = b - a, c - b
+    s1 = ((p - a) * ab).sum(-1) / (ab * ab).sum(-1)
+    s2 = ((p - b) * bc).sum(-1) / (bc * bc).sum(-1)
+    d1 = (p - a - s1.clamp(0, 1)[..., None] * ab).norm(dim=-1)
+    d2 = (p - b - s2.clamp_min(0)[..., None] * bc).norm(dim=-1)
     return torch.where(d1 <= d2, 0.5 * s1.clamp_max(1), 0.5 + 0.5 * s2.clamp_min(0))
 
 
@@ -122,8 +124,11 @@ def body_coords(rest_p: Tensor, rest_n: Tensor, labels: Tensor, kp: Tensor, head
     for name in ("Left_Upper_Arm", "Left_Lower_Arm", "Left_Hand", "Left_Upper_Leg", "Left_Lower_Leg", "Left_Foot"):
         left[C[name]] = True
     is_left = left[labels][None]
-    arm_t = torch.where(is_left, _chain_t(rest_p, kp[:, 5], kp[:, 7], kp[:, 9]), _chain_t(rest_p, kp[:, 6], kp[:, 8], kp[:, 10]))
-    leg_t = torch.where(is_left, _chain_t(rest_p, kp[:, 11], kp[:, 13], kp[:, 15]), _chain_t(rest_p, kp[:, 12], kp[:, 14], kp[:, 16]))
+    # the four limbs at once: COCO shoulder/elbow/wrist (5..10) and hip/knee/ankle (11..16), left then right
+    joints = [torch.cat([kp[:, k : k + 2], kp[:, k + 6 : k + 8]], 1) for k in (5, 7, 9)]
+    t = _chain_t(rest_p, *joints)  # (B,4,N): left arm, right arm, left leg, right leg
+    arm_t = torch.where(is_left, t[:, 0], t[:, 1])
+    leg_t = torch.where(is_left, t[:, 2], t[:, 3])
     sh_y, hip_y = kp[:, 5:7, 1].mean(1), kp[:, 11:13, 1].mean(1)
     y = rest_p[..., 1]
     ears = kp[:, 3:5].mean(1)

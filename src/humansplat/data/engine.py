@@ -151,15 +151,21 @@ class SyntheticEngine:
 
         cfg, dev, B = self.config, self.build_device, batch_size
         g = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        # random choices are drawn on the CPU ("data.draws") and reach the device in one copy per dtype
         with record_function("data.body"):
-            phen = sample_phenotypes(B, g, years=cfg.years)
-            pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
+            with record_function("data.draws"):
+                phen = sample_phenotypes(B, g, years=cfg.years)
+                pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
             params = to_device(BodyParams(phen, pose, torch.zeros(B, 3)), dev)
             posed, rest = self.body.posed_and_rest(params)
         with record_function("data.outfits"):
-            outfit = to_device(sample_outfits(phen, g), dev)
+            with record_function("data.draws"):
+                outfit = sample_outfits(phen, g)
+            outfit = to_device(outfit, dev)
             place_logos(outfit, rest.keypoints, g)
-            lights = to_device(sample_lights(B, g), dev)
+            with record_function("data.draws"):
+                lights = sample_lights(B, g)
+            lights = to_device(lights, dev)
         with record_function("data.dressing"):
             tight, _, parts = body_surfels(self.surface, posed, rest, outfit, cfg.body_points, g)
         with record_function("data.loose"):
