@@ -251,21 +251,20 @@ def _held_objects(kp: Tensor, o: Outfit, detail: float) -> Surfels:
     r = 0.08 + 0.06 * size
     parts.append(sphere_surfels(hand + out * (0.8 * r[:, None]) + fore * (0.4 * r[:, None]), r, _n(GRID["ball"], detail), mat, lab, kind["ball"]))
     # phone: long side along the forearm, screen facing out
-    ax = _orthonormal(fore, out)
-    half = constant((0.075, 0.0045, 0.036), dev).expand(B, 3)
-    parts.append(box_surfels(hand + out * 0.02, ax, half, _box_res((0.15, 0.009, 0.072), detail), mat, lab, kind["phone"]))
+    phone_ax = _orthonormal(fore, out)
+    phone_half = constant((0.075, 0.0045, 0.036), dev).expand(B, 3)
     # box held at the side
-    half = (0.07 + 0.09 * size)[:, None] * constant((1.0, 0.8, 0.9), dev)
-    ax = _orthonormal(up, out)
-    parts.append(box_surfels(hand + out * (half[:, 1:2] + 0.03), ax, half, _box_res((0.32, 0.26, 0.29), detail), mat, lab, kind["box"]))
+    box_half = (0.07 + 0.09 * size)[:, None] * constant((1.0, 0.8, 0.9), dev)
+    box_ax = _orthonormal(up, out)
     # bag hanging from the hand, beside the leg, with its strap
-    half = torch.stack([0.1 + 0.06 * size, 0.13 + 0.05 * size, 0.045 + 0.02 * size], -1)
-    ax = _orthonormal(up, out)  # rows: up, out-ish, across
-    ax = torch.stack([ax[:, 2], ax[:, 0], ax[:, 1]], 1)  # width across, height up, depth out
-    centre = hand - up * (0.06 + half[:, 1:2]) + out * (half[:, 2:3] + 0.02)
-    parts.append(box_surfels(centre, ax, half, _box_res((0.32, 0.36, 0.13), detail), mat, lab, kind["bag"]))
+    bag_half = torch.stack([0.1 + 0.06 * size, 0.13 + 0.05 * size, 0.045 + 0.02 * size], -1)
+    bag_ax = torch.stack([box_ax[:, 2], box_ax[:, 0], box_ax[:, 1]], 1)  # width across, height up, depth out
+    bag_centre = hand - up * (0.06 + bag_half[:, 1:2]) + out * (bag_half[:, 2:3] + 0.02)
     strap_half = constant((0.012, 0.045, 0.006), dev).expand(B, 3)
-    parts.append(box_surfels(hand - up * 0.035 + out * 0.01, ax, strap_half, _box_res((0.024, 0.09, 0.012), detail), mat, lab, kind["bag"]))
+    centres = [hand + out * 0.02, hand + out * (box_half[:, 1:2] + 0.03), bag_centre, hand - up * 0.035 + out * 0.01]
+    res = [_box_res(m, detail) for m in ((0.15, 0.009, 0.072), (0.32, 0.26, 0.29), (0.32, 0.36, 0.13), (0.024, 0.09, 0.012))]
+    parts.append(box_surfels(torch.stack(centres, 1), torch.stack([phone_ax, box_ax, bag_ax, bag_ax], 1), torch.stack([phone_half, box_half, bag_half, strap_half], 1),
+                             res, mat, lab, torch.stack([kind["phone"], kind["box"], kind["bag"], kind["bag"]], 1)))  # fmt: skip
     return Surfels.cat(parts)
 
 
