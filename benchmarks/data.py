@@ -21,7 +21,6 @@ import time
 from collections import Counter
 
 import torch
-
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
