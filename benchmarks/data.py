@@ -2,20 +2,27 @@
 
     PYTHONPATH=src python benchmarks/data.py                      # CUDA if present, and the CPU
     PYTHONPATH=src python benchmarks/data.py --devices cuda --batch 32 48 64
+    PYTHONPATH=src python benchmarks/data.py --devices cpu --res 128 --views 4 --count-ops 4
 
 Each row: ``SyntheticEngine.sample`` on a batch of subjects (1 input view + ``--views`` orbit views each),
 after a warm-up, median of ``--iters`` runs, split into building the subjects (body, clothes, hair,
 textures, light: ``subjects``) and cameras + rendering RGB, alpha, depth, normals and labels
-(``render``). Prints a Markdown table with subjects/s and rendered views/s.
+(``render``). Prints a Markdown table with subjects/s and rendered views/s. ``--count-ops B`` also counts,
+per stage of one call with batch B, the aten ops run eagerly and the points where the host waits for the
+device (scalar reads, data-dependent shapes, copies to the host): the fixed cost of a call on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
+from collections import Counter
 
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from humansplat.data import EngineConfig, SyntheticEngine
 
@@ -74,6 +81,117 @@ def profile(engine: SyntheticEngine, batch: int) -> None:
             continue
 
 
+# aten ops whose result the host must wait for: a scalar read or an output shape that depends on the data
+_SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive", "equal", "repeat_interleave"}
+_HOST_READS = {"cpu", "numpy", "tolist", "__bool__", "__int__", "__float__", "__index__", "item"}
+
+
+def _is_device(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.device.type != "cpu"
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts aten ops (all, and those on an accelerator) and sync points per stage (the innermost
+    ``record_function`` name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack = ["other"]
+        self.ops: Counter = Counter()
+        self.device_ops: Counter = Counter()
+        self.syncs: Counter = Counter()
+        self.reads: Counter = Counter()
+        self.copies: Counter = Counter()
+        self.kinds: dict[str, Counter] = {}
+
+    def _sync(self, name: str) -> None:
+        stage = self.stack[-1]
+        self.syncs[stage] += 1
+        self.kinds.setdefault(stage, Counter())[name] += 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.__name__.split(".")[0]
+        stage = self.stack[-1]
+        self.ops[stage] += 1
+        self.device_ops[stage] += any(_is_device(a) for a in [*args, *kwargs.values()]) or str(kwargs.get("device", "cpu")) != "cpu"
+        index = args[1] if name.startswith("index") and len(args) > 1 and isinstance(args[1], (list, tuple)) else []
+        bool_index = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
+        to_host = name == "_to_copy" and _is_device(args[0]) and str(kwargs.get("device", "")) == "cpu"
+        if name in _SYNC_OPS or bool_index or to_host:
+            self._sync("bool-index" if bool_index else "d2h copy" if to_host else name)
+        return func(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        self.stack.append(name)
+        try:
+            yield
+        finally:
+            self.stack.pop()
+
+
+class _HostCalls(TorchFunctionMode):
+    """Python-level reads of tensor values (.item(), int(), bool(), .tolist(), .cpu(), ...) and blocking
+    copies to a device (``.to(device)`` that moves, ``torch.tensor(data, device=)``): on a GPU each read
+    of a device tensor waits for the device and so does each copy from pageable memory. Reads are counted
+    on CPU tensors too (free there); copies only where a tensor moves, so a CPU build shows only the
+    ``torch.tensor(data, device=)`` ones."""
+
+    def __init__(self, counter: OpCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        stage = self.counter.stack[-1]
+        dest = [torch.device(a) for a in [*args[1:], kwargs.get("device")] if isinstance(a, (str, torch.device))]
+        moves = name == "to" and isinstance(args[0], torch.Tensor) and any(d.type != args[0].device.type for d in dest)
+        if name in _HOST_READS or (moves and any(d.type == "cpu" for d in dest)):
+            self.counter.reads[stage] += 1
+        elif (moves and not kwargs.get("non_blocking")) or (name in ("tensor", "as_tensor") and not isinstance(args[0], torch.Tensor) and kwargs.get("device") is not None):
+            self.counter.copies[stage] += 1
+        return func(*args, **kwargs)
+
+
+def count_ops(engine: SyntheticEngine, batch: int) -> None:
+    """Prints aten ops and sync points per stage of one ``sample``-equivalent call."""
+    from humansplat.data import engine as engine_module
+
+    g = torch.Generator().manual_seed(1)
+    engine.sample(batch, g)  # warm-up: lazy initialisation is not per-call cost
+    counter = OpCounter()
+    real = engine_module.record_function
+
+    @contextlib.contextmanager
+    def staged(name: str):
+        with real(name), counter.stage(name):
+            yield
+
+    engine_module.record_function = staged
+    try:
+        with _HostCalls(counter), counter:
+            with counter.stage("subjects"):
+                subjects = engine.subjects(batch, g)
+            with counter.stage("cameras"):
+                cams = engine.cameras(subjects, g).to(engine.device)
+            with counter.stage("render"):
+                engine.render(subjects, cams)
+    finally:
+        engine_module.record_function = real
+    stages = sorted(counter.ops, key=lambda k: -counter.ops[k])
+    print(f"\naten ops and sync points of one call, batch {batch}, build on {engine.build_device}, render on {engine.device}")
+    print("| stage | aten ops | on device | syncs (aten) | host reads | copies to device | sync kinds |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    c = counter
+    for k in stages:
+        kinds = ", ".join(f"{n} {m}" for n, m in c.kinds.get(k, Counter()).most_common())
+        print(f"| {k} | {c.ops[k]:,} | {c.device_ops[k]:,} | {c.syncs[k]} | {c.reads[k]} | {c.copies[k]} | {kinds} |")
+    total = [sum(x.values()) for x in (c.ops, c.device_ops, c.syncs, c.reads, c.copies)]
+    print(f"| total | {total[0]:,} | {total[1]:,} | {total[2]} | {total[3]} | {total[4]} | |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", nargs="+", default=None, help="default: cuda (if present) and cpu")
@@ -84,10 +202,14 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--profile", type=int, default=0, help="also profile one call with this batch size (first device)")
+    ap.add_argument("--count-ops", type=int, default=0, metavar="B", help="only count aten ops and sync points per stage of one call with batch B (first device)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+    if args.count_ops:
+        count_ops(SyntheticEngine(EngineConfig(resolution=args.res, views=args.views), device=devices[0]), args.count_ops)
+        return 0
     rows = []
     for name in devices:
         dev = torch.device(name)

@@ -76,6 +76,36 @@ def test_grid_surfels_of_a_sphere_face_out_and_cover_it():
     assert torch.allclose(eq, torch.full_like(eq, 0.7 * 2 * math.pi * 2.0 / U), rtol=0.05)
 
 
+def test_box_surfels_lie_on_the_faces_with_the_frames_of_a_grid():
+    """Boxes are built in one pass with exact face frames: each face is a grid of cell centres on the
+    box's surface, with the normals, tangents and sizes that ``grid_surfels`` finds by differences."""
+    from humansplat.data.loose import _orthonormal
+    from humansplat.data.surfels import box_surfels
+
+    g = torch.Generator().manual_seed(0)
+    B, res = 3, [(3, 5, 4), (2, 3, 2)]
+    c = torch.randn(B, 2, 3, generator=g)
+    axes = _orthonormal(torch.randn(B * 2, 3, generator=g), torch.randn(B * 2, 3, generator=g)).reshape(B, 2, 3, 3)
+    half = torch.rand(B, 2, 3, generator=g) + 0.1
+    m, present = torch.arange(B), torch.tensor([[True, False], [False, True], [True, True]])
+    fast = box_surfels(c, axes, half, res, m, m, present)
+    assert fast.means.shape[1] == sum(2 * (r[0] * r[1] + r[1] * r[2] + r[2] * r[0]) for r in res)
+    start = 0
+    for box, r in enumerate(res):
+        for k, side in [(k, s) for k in range(3) for s in (-1.0, 1.0)]:
+            U, V = r[(k + 1) % 3], r[(k + 2) % 3]
+            part = slice(start, start + U * V)
+            start += U * V
+            P = fast.means[:, part].reshape(B, U, V, 3)
+            local = torch.einsum("buvj,bkj->buvk", P - c[:, box, None, None], axes[:, box])
+            assert torch.allclose(local[..., k], side * half[:, box, None, None, k], atol=1e-5)  # on the face
+            assert torch.allclose(fast.coords[:, part].reshape(B, U, V, 3), local, atol=1e-5)
+            ref = grid_surfels(P, local, m, m, present[:, box], outward=c[:, box])
+            for name in ("normals", "tangents", "scales", "material", "labels", "opacity"):
+                assert torch.allclose(getattr(fast, name)[:, part].float(), getattr(ref, name).float(), atol=1e-5), name
+    assert start == fast.means.shape[1]
+
+
 def test_ring_hull_measures_reach_per_sector():
     theta = torch.linspace(0, 2 * math.pi, 721)[:-1]
     y = torch.linspace(0, -1, 11)

@@ -130,7 +130,9 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     x = torch.cross(z, up, dim=-1)  # right = forward x up (y points down)
     # looking straight along +-up: pick any perpendicular right vector
     degenerate = x.norm(dim=-1, keepdim=True) < 1e-6
-    alt = torch.cross(z, torch.tensor([0.0, 0.0, 1.0], device=eye.device).expand_as(z), dim=-1)
+    e_z = torch.zeros_like(z)  # made in place: no copy from the host (a device sync on CUDA)
+    e_z[..., 2] = 1.0
+    alt = torch.cross(z, e_z, dim=-1)
     x = torch.nn.functional.normalize(torch.where(degenerate, alt, x), dim=-1)
     y = torch.cross(z, x, dim=-1)  # down
     R = torch.stack([x, y, z], dim=-2)  # rows: camera axes in world

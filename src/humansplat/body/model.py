@@ -192,7 +192,18 @@ class BodyModel(torch.nn.Module):
         return self.anny.dense_vertex_bone_weights
 
     def forward(self, params: BodyParams) -> BodyOutput:
-        rest = self.rest_state(params.phenotype, self.anny)
+        return self._output(params, self.rest_state(params.phenotype, self.anny))
+
+    def posed_and_rest(self, params: BodyParams) -> tuple[BodyOutput, BodyOutput]:
+        """``self(params)`` and the same bodies in the zero pose (same phenotype and transl), in one
+        evaluation of the rest model and one of the skinning (a batch of 2B)."""
+        B = params.batch_size
+        rest = {k: torch.cat([v, v]) for k, v in self.rest_state(params.phenotype, self.anny).items()}
+        out = self._output(BodyParams.cat([params, BodyParams(params.phenotype, torch.zeros_like(params.pose), params.transl)]), rest)
+        posed, zero = (BodyOutput(*(getattr(out, f.name)[s] for f in fields(BodyOutput))) for s in (slice(None, B), slice(B, None)))
+        return posed, zero
+
+    def _output(self, params: BodyParams, rest: dict[str, Tensor]) -> BodyOutput:
         v, joints, transforms = self._pose(self.anny, rest, params, self.sole_indices, with_transforms=True)
         kps = torch.einsum("ks,bksd->bkd", self.keypoint_weights, v[:, self.keypoint_indices])
         return BodyOutput(v, joints, kps, transforms)

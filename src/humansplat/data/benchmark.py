@@ -24,7 +24,7 @@ __all__ = ["PROTOCOL", "benchmark_batch", "make_benchmark"]
 
 PROTOCOL = {
     "name": "humansplat-synthetic-benchmark",
-    "version": 1,
+    "version": 2,  # 2: box surfels with exact face frames (float-rounding changes)
     "seed": 20241106,
     "subjects": 50,
     "views": 36,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID as C
+from humansplat.data.device import constant, to_device
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, M, Outfit
 from humansplat.data.surfels import COVER, Surfels
 from humansplat.meshes import face_areas, interpolate, vertex_normals
@@ -53,20 +54,18 @@ class BodySurface:
         or the ceiling of its share, unbiased), placed in each face by a randomly shifted 2D
         low-discrepancy sequence."""
         faces = self.faces[self.sample_faces]
-        area = face_areas(rest_vertices, faces).mean(0).double().cpu()
+        dev = faces.device
+        area = face_areas(rest_vertices, faces).mean(0).double()
         cdf = torch.cumsum(area, 0) / area.sum()
-        u = (torch.arange(n, dtype=torch.double) + torch.rand((), generator=generator, dtype=torch.double)) / n
-        fid = torch.searchsorted(cdf, u).clamp_max(len(faces) - 1)
-        count = torch.bincount(fid, minlength=len(faces))
-        start = torch.cumsum(count, 0) - count
-        k = torch.arange(n) - start[fid]
-        shift = torch.rand(len(faces), 2, generator=generator)[fid]
-        r = (shift + k[:, None] * torch.tensor([0.7548776662, 0.5698402910])) % 1.0
+        u = (torch.arange(n, dtype=torch.double, device=dev) + torch.rand((), generator=generator, dtype=torch.double).item()) / n
+        fid = torch.searchsorted(cdf, u).clamp_max(len(faces) - 1)  # non-decreasing
+        k = torch.arange(n, device=dev) - torch.searchsorted(fid, fid)  # rank within the face
+        shift = to_device(torch.rand(len(faces), 2, generator=generator), dev)[fid]
+        r = (shift + k[:, None] * constant((0.7548776662, 0.5698402910), dev)) % 1.0
         flip = r.sum(1, keepdim=True) > 1
         r = torch.where(flip, 1 - r, r)
         bary = torch.stack([1 - r[:, 0] - r[:, 1], r[:, 0], r[:, 1]], 1)
-        dev = self.faces.device
-        return self.sample_faces[fid].to(dev), bary.to(dev)
+        return self.sample_faces[fid], bary
 
 
 def _neutral_params(body):
@@ -107,12 +106,14 @@ class BodyCoords:
 
 
 def _chain_t(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """Position of points (B,N,3) along the two-segment chain a-b-c (B,3): 0 at a, 0.5 at b, 1 at c."""
-    ab, bc = (b - a)[:, None], (c - b)[:, None]
-    s1 = ((p - a[:, None]) * ab).sum(-1) / (ab * ab).sum(-1)
-    s2 = ((p - b[:, None]) * bc).sum(-1) / (bc * bc).sum(-1)
-    d1 = (p - a[:, None] - s1.clamp(0, 1)[..., None] * ab).norm(dim=-1)
-    d2 = (p - b[:, None] - s2.clamp_min(0)[..., None] * bc).norm(dim=-1)
+    """Position of points (B,N,3) along K two-segment chains a-b-c (B,K,3): 0 at a, 0.5 at b, 1 at c
+    -> (B,K,N)."""
+    p, a, b, c = p[:, None], a[:, :, None], b[:, :, None], c[:, :, None]
+    ab, bc = b - a, c - b
+    s1 = ((p - a) * ab).sum(-1) / (ab * ab).sum(-1)
+    s2 = ((p - b) * bc).sum(-1) / (bc * bc).sum(-1)
+    d1 = (p - a - s1.clamp(0, 1)[..., None] * ab).norm(dim=-1)
+    d2 = (p - b - s2.clamp_min(0)[..., None] * bc).norm(dim=-1)
     return torch.where(d1 <= d2, 0.5 * s1.clamp_max(1), 0.5 + 0.5 * s2.clamp_min(0))
 
 
@@ -123,8 +124,11 @@ def body_coords(rest_p: Tensor, rest_n: Tensor, labels: Tensor, kp: Tensor, head
     for name in ("Left_Upper_Arm", "Left_Lower_Arm", "Left_Hand", "Left_Upper_Leg", "Left_Lower_Leg", "Left_Foot"):
         left[C[name]] = True
     is_left = left[labels][None]
-    arm_t = torch.where(is_left, _chain_t(rest_p, kp[:, 5], kp[:, 7], kp[:, 9]), _chain_t(rest_p, kp[:, 6], kp[:, 8], kp[:, 10]))
-    leg_t = torch.where(is_left, _chain_t(rest_p, kp[:, 11], kp[:, 13], kp[:, 15]), _chain_t(rest_p, kp[:, 12], kp[:, 14], kp[:, 16]))
+    # the four limbs at once: COCO shoulder/elbow/wrist (5..10) and hip/knee/ankle (11..16), left then right
+    joints = [torch.cat([kp[:, k : k + 2], kp[:, k + 6 : k + 8]], 1) for k in (5, 7, 9)]
+    t = _chain_t(rest_p, *joints)  # (B,4,N): left arm, right arm, left leg, right leg
+    arm_t = torch.where(is_left, t[:, 0], t[:, 1])
+    leg_t = torch.where(is_left, t[:, 2], t[:, 3])
     sh_y, hip_y = kp[:, 5:7, 1].mean(1), kp[:, 11:13, 1].mean(1)
     y = rest_p[..., 1]
     ears = kp[:, 3:5].mean(1)
@@ -148,9 +152,9 @@ def _line(params: Tensor, theta: Tensor) -> Tensor:
     return A + (f - b) / 2 * torch.cos(theta) + ((f + b) / 2 - s) / 2 * torch.cos(2 * theta)
 
 
-def _label_mask(labels: Tensor, *names: str) -> Tensor:
-    ids = torch.tensor([C[n] for n in names], device=labels.device)
-    return torch.isin(labels, ids)
+def label_mask(labels: Tensor, *names: str) -> Tensor:
+    """Whether each Sapiens class id in ``labels`` is one of the classes ``names`` (a table lookup)."""
+    return constant(tuple(name in names for name in C), labels.device)[labels]
 
 
 def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, generator: torch.Generator) -> tuple[Surfels, BodyCoords, Tensor]:
@@ -180,11 +184,11 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
         return x[:, None]
 
     is_torso = (labels == C["Torso"])[None]
-    is_arm = _label_mask(labels, "Left_Upper_Arm", "Left_Lower_Arm", "Left_Hand", "Right_Upper_Arm", "Right_Lower_Arm", "Right_Hand")[None]
-    is_leg = _label_mask(labels, "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")[None]
-    is_shin = _label_mask(labels, "Left_Lower_Leg", "Right_Lower_Leg")[None]
-    is_foot = _label_mask(labels, "Left_Foot", "Right_Foot")[None]
-    is_left = _label_mask(labels, "Left_Lower_Leg", "Left_Upper_Leg", "Left_Foot")[None]
+    is_arm = label_mask(labels, "Left_Upper_Arm", "Left_Lower_Arm", "Left_Hand", "Right_Upper_Arm", "Right_Lower_Arm", "Right_Hand")[None]
+    is_leg = label_mask(labels, "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")[None]
+    is_shin = label_mask(labels, "Left_Lower_Leg", "Right_Lower_Leg")[None]
+    is_foot = label_mask(labels, "Left_Foot", "Right_Foot")[None]
+    is_left = label_mask(labels, "Left_Lower_Leg", "Left_Upper_Leg", "Left_Foot")[None]
     is_face = (labels == C["Face_Neck"])[None] & (eye_side == 0)[None]
     is_eye = (eye_side > 0)[None].expand(B, -1)
     trunk = is_torso | is_leg
@@ -196,13 +200,14 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     def apply(mask: Tensor, thick, material, label=None) -> None:
         nonlocal lab, mat, off
         mask = mask.expand(B, -1)
-        off = torch.where(mask, torch.maximum(off, torch.as_tensor(thick, device=off.device).expand_as(off)), off)
-        mat = torch.where(mask, torch.as_tensor(material, device=mat.device), mat)
+        # python numbers stay scalars: no copy to the device
+        off = torch.where(mask, torch.maximum(off, thick) if isinstance(thick, Tensor) else off.clamp_min(thick), off)
+        mat = torch.where(mask, material, mat)
         if label is not None:
-            lab = torch.where(mask, torch.as_tensor(label, device=lab.device), lab)
+            lab = torch.where(mask, label, lab)
 
     # face details (colour only)
-    apply(_label_mask(labels, "Upper_Lip", "Lower_Lip")[None], 0.0, M["lips"])
+    apply(label_mask(labels, "Upper_Lip", "Lower_Lip")[None], 0.0, M["lips"])
     apply(is_eye, 0.0, M["eyes"])
     apply(is_face & _brows(pr, rest.keypoints), 0.0003, M["brows"])
 
@@ -235,7 +240,7 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     apply(shoe, shoe_thick, M["shoes"], torch.where(is_left, C["Left_Shoe"], C["Right_Shoe"]))
 
     # hair on the scalp and hats over it
-    head = (is_face | _label_mask(labels, "Upper_Lip", "Lower_Lip")[None]) & (co.head_u > -1.5)
+    head = (is_face | label_mask(labels, "Upper_Lip", "Lower_Lip")[None]) & (co.head_u > -1.5)
     hair = per(o.hair > 0) & head & (co.head_u > _line(o.hairline, co.head_theta))
     afro = per(o.hair == HAIR_STYLES.index("afro"))
     hair_thick = per(o.hair_thick) * torch.where(afro, 0.8 + 0.2 * co.head_u.clamp(0, 1), 0.45 + 0.55 * co.head_u.clamp(0, 1))
@@ -248,7 +253,7 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     eye_c = torch.stack([_masked_mean(vr, surface.eye_side == k) for k in (1, 2)], 1)  # (B,2,3)
     centre = eye_c[:, (eye_side - 1).clamp_min(0)]  # (B,N,3)
     coords = torch.where(is_eye[..., None], F.normalize(pr - centre, dim=-1), coords)
-    coords = torch.where((mat == M["hair"])[..., None], coords * torch.tensor([1.0, 0.15, 1.0], device=coords.device), coords)  # streaks
+    coords = torch.where((mat == M["hair"])[..., None], coords * constant((1.0, 0.15, 1.0), coords.device), coords)  # streaks
 
     # the samples are area-uniform, so one spacing per subject: sqrt(area / n)
     spacing = (face_areas(vp, faces[surface.sample_faces]).sum(1) / n).sqrt()

@@ -24,6 +24,7 @@ from humansplat.body import BodyModel, BodyParams
 from humansplat.body.parts import CLASS_ID
 from humansplat.cameras import Cameras
 from humansplat.data import views as vw
+from humansplat.data.device import constant, to_device
 from humansplat.data.dressing import BodySurface, body_surfels
 from humansplat.data.loose import loose_surfels
 from humansplat.data.shading import sample_lights, shade
@@ -101,7 +102,7 @@ def render_maps(gaussians: Gaussians, cameras: Cameras, background: float = 1.0,
     B = gaussians.means.shape[0]
     V, H, W = cameras.batch_shape[-1], cameras.height, cameras.width
     chunk = chunk or max(1, int(4e9 // (V * H * W * 32 * 4)))
-    ids = torch.tensor([0, *LABEL_CHANNELS], device=gaussians.device)
+    ids = constant((0, *LABEL_CHANNELS), gaussians.device)
     outs: dict[str, list[Tensor]] = {k: [] for k in ("images", "masks", "depths", "normals", "labels")}
     for s in range(0, B, chunk):
         g = Gaussians(**{f.name: None if getattr(gaussians, f.name) is None else getattr(gaussians, f.name)[s : s + chunk] for f in dataclasses.fields(Gaussians)})
@@ -150,17 +151,21 @@ class SyntheticEngine:
 
         cfg, dev, B = self.config, self.build_device, batch_size
         g = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        # random choices are drawn on the CPU ("data.draws") and reach the device in one copy per dtype
         with record_function("data.body"):
-            phen = sample_phenotypes(B, g, years=cfg.years)
-            pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
-            params = BodyParams(phen, pose, torch.zeros(B, 3)).to(dev)
-            posed = self.body(params)
-            rest = self.body(BodyParams(params.phenotype, torch.zeros_like(params.pose), params.transl))
+            with record_function("data.draws"):
+                phen = sample_phenotypes(B, g, years=cfg.years)
+                pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
+            params = to_device(BodyParams(phen, pose, torch.zeros(B, 3)), dev)
+            posed, rest = self.body.posed_and_rest(params)
         with record_function("data.outfits"):
-            outfit = sample_outfits(phen, g)
+            with record_function("data.draws"):
+                outfit = sample_outfits(phen, g)
+            outfit = to_device(outfit, dev)
             place_logos(outfit, rest.keypoints, g)
-            outfit = outfit.to(dev)
-            lights = sample_lights(B, g).to(dev)
+            with record_function("data.draws"):
+                lights = sample_lights(B, g)
+            lights = to_device(lights, dev)
         with record_function("data.dressing"):
             tight, _, parts = body_surfels(self.surface, posed, rest, outfit, cfg.body_points, g)
         with record_function("data.loose"):
@@ -172,7 +177,7 @@ class SyntheticEngine:
         with record_function("data.colors"):
             colors = shade(surfel_albedo(surf, outfit), surf.normals, lights)
         with record_function("data.gaussians"):
-            onehot = F.one_hot(surf.labels, 28)[..., LABEL_CHANNELS].to(colors.dtype)
+            onehot = (surf.labels[..., None] == constant(tuple(LABEL_CHANNELS), dev)).to(colors.dtype)  # no range check: no sync
             gauss = Gaussians.from_activated(
                 means=surf.means,
                 rotations=surf.rotations(),
@@ -191,7 +196,8 @@ class SyntheticEngine:
         return render_maps(subjects.gaussians.to(self.device), cameras, 1.0, self.config.backend, self.config.render_chunk)
 
     def cameras(self, subjects: SubjectBatch, generator: torch.Generator) -> Cameras:
-        """The input view (index 0) and the orbit views of each subject: batch (B, 1 + views)."""
+        """The input view (index 0) and the orbit views of each subject: batch (B, 1 + views), on the
+        build device."""
         c = self.config
         inp = vw.input_views(subjects.points, subjects.valid, subjects.keypoints, c.resolution, generator, c.input_fov, c.input_elevation,
                              c.input_azimuth_std, c.input_any_azimuth, c.input_fill, c.half_body, c.roll_std)  # fmt: skip

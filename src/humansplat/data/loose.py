@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID as C
-from humansplat.data.dressing import is_seated
+from humansplat.data.device import constant
+from humansplat.data.dressing import is_seated, label_mask
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, HATS, M, OBJECTS, Outfit
 from humansplat.data.surfels import Surfels, box_surfels, grid_surfels, ring_hull, smooth_circular, sphere_surfels
 
@@ -27,7 +28,7 @@ __all__ = ["loose_surfels", "GRID"]
 GRID = {"skirt": (128, 56), "coat": (128, 56), "hair": (80, 48), "tail": (16, 24), "bun": 14, "brim": (72, 6), "ball": 20}
 OBJECT_SPACING = 0.012  # metres between samples on boxes at detail 1
 SECTORS = 48
-_UP = torch.tensor([0.0, 1.0, 0.0])
+_UP = (0.0, 1.0, 0.0)
 
 
 def _n(x: int, detail: float, lo: int = 4) -> int:
@@ -93,10 +94,10 @@ def loose_surfels(posed, rest, vertex_labels: Tensor, surface: Tensor, surface_l
     kp, kr = posed.keypoints, rest.keypoints
     V_all = surface
     lab = surface_labels
-    trunk = torch.isin(lab, torch.tensor([C[n] for n in ("Torso", "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")], device=dev))
-    upper = torch.isin(lab, torch.tensor([C["Torso"], C["Face_Neck"]], device=dev))
+    trunk = label_mask(lab, "Torso", "Left_Upper_Leg", "Left_Lower_Leg", "Right_Upper_Leg", "Right_Lower_Leg")
+    upper = label_mask(lab, "Torso", "Face_Neck")
     head_v = lab == C["Face_Neck"]
-    up = _UP.to(dev).expand(B, 3)
+    up = constant(_UP, dev).expand(B, 3)
     hip, sh = kp[:, 11:13].mean(1), kp[:, 5:7].mean(1)
     lateral = kp[:, 11] - kp[:, 12]
     torso_down = F.normalize(hip - sh, dim=-1)
@@ -241,7 +242,7 @@ def _held_objects(kp: Tensor, o: Outfit, detail: float) -> Surfels:
     out = rel - (rel * axis).sum(-1, keepdim=True) * axis
     side = torch.where(left, kp[:, 11] - kp[:, 12], kp[:, 12] - kp[:, 11])
     out = F.normalize(torch.where(out.norm(dim=-1, keepdim=True) < 0.05, side, out), dim=-1)
-    up = _UP.to(dev).expand(B, 3)
+    up = constant(_UP, dev).expand(B, 3)
     mat, lab = torch.full_like(o.obj, M["object"]), torch.full_like(o.obj, C["Apparel"])
     size = o.obj_size
     kind = {k: o.obj == OBJECTS.index(k) for k in OBJECTS}
@@ -250,21 +251,20 @@ def _held_objects(kp: Tensor, o: Outfit, detail: float) -> Surfels:
     r = 0.08 + 0.06 * size
     parts.append(sphere_surfels(hand + out * (0.8 * r[:, None]) + fore * (0.4 * r[:, None]), r, _n(GRID["ball"], detail), mat, lab, kind["ball"]))
     # phone: long side along the forearm, screen facing out
-    ax = _orthonormal(fore, out)
-    half = torch.tensor([0.075, 0.0045, 0.036], device=dev).expand(B, 3)
-    parts.append(box_surfels(hand + out * 0.02, ax, half, _box_res((0.15, 0.009, 0.072), detail), mat, lab, kind["phone"]))
+    phone_ax = _orthonormal(fore, out)
+    phone_half = constant((0.075, 0.0045, 0.036), dev).expand(B, 3)
     # box held at the side
-    half = (0.07 + 0.09 * size)[:, None] * torch.tensor([1.0, 0.8, 0.9], device=dev)
-    ax = _orthonormal(up, out)
-    parts.append(box_surfels(hand + out * (half[:, 1:2] + 0.03), ax, half, _box_res((0.32, 0.26, 0.29), detail), mat, lab, kind["box"]))
+    box_half = (0.07 + 0.09 * size)[:, None] * constant((1.0, 0.8, 0.9), dev)
+    box_ax = _orthonormal(up, out)
     # bag hanging from the hand, beside the leg, with its strap
-    half = torch.stack([0.1 + 0.06 * size, 0.13 + 0.05 * size, 0.045 + 0.02 * size], -1)
-    ax = _orthonormal(up, out)  # rows: up, out-ish, across
-    ax = torch.stack([ax[:, 2], ax[:, 0], ax[:, 1]], 1)  # width across, height up, depth out
-    centre = hand - up * (0.06 + half[:, 1:2]) + out * (half[:, 2:3] + 0.02)
-    parts.append(box_surfels(centre, ax, half, _box_res((0.32, 0.36, 0.13), detail), mat, lab, kind["bag"]))
-    strap_half = torch.tensor([0.012, 0.045, 0.006], device=dev).expand(B, 3)
-    parts.append(box_surfels(hand - up * 0.035 + out * 0.01, ax, strap_half, _box_res((0.024, 0.09, 0.012), detail), mat, lab, kind["bag"]))
+    bag_half = torch.stack([0.1 + 0.06 * size, 0.13 + 0.05 * size, 0.045 + 0.02 * size], -1)
+    bag_ax = torch.stack([box_ax[:, 2], box_ax[:, 0], box_ax[:, 1]], 1)  # width across, height up, depth out
+    bag_centre = hand - up * (0.06 + bag_half[:, 1:2]) + out * (bag_half[:, 2:3] + 0.02)
+    strap_half = constant((0.012, 0.045, 0.006), dev).expand(B, 3)
+    centres = [hand + out * 0.02, hand + out * (box_half[:, 1:2] + 0.03), bag_centre, hand - up * 0.035 + out * 0.01]
+    res = [_box_res(m, detail) for m in ((0.15, 0.009, 0.072), (0.32, 0.26, 0.29), (0.32, 0.36, 0.13), (0.024, 0.09, 0.012))]
+    parts.append(box_surfels(torch.stack(centres, 1), torch.stack([phone_ax, box_ax, bag_ax, bag_ax], 1), torch.stack([phone_half, box_half, bag_half, strap_half], 1),
+                             res, mat, lab, torch.stack([kind["phone"], kind["box"], kind["bag"], kind["bag"]], 1)))  # fmt: skip
     return Surfels.cat(parts)
 
 

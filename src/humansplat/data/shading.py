@@ -8,10 +8,12 @@ temperature and an exposure. Shading happens in linear RGB; albedos and outputs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from humansplat.data.device import to_device
 
 __all__ = ["Lights", "sample_lights", "shade"]
 
@@ -30,7 +32,7 @@ class Lights:
     exposure: Tensor  # (B,)
 
     def to(self, device) -> "Lights":
-        return Lights(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return to_device(self, device)
 
 
 def _direction(az_deg: Tensor, el_deg: Tensor) -> Tensor:

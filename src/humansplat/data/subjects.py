@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from humansplat.data import textures as tx
+from humansplat.data.device import constant, to_device
 from humansplat.data.surfels import Surfels
 
 __all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "place_logos", "surfel_albedo"]
@@ -83,7 +84,7 @@ class Outfit:
     materials: tx.Texture  # (B, len(MATERIALS))
 
     def to(self, device) -> "Outfit":
-        return Outfit(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return to_device(self, device)
 
 
 def _u(n, g, lo, hi) -> Tensor:
@@ -209,14 +210,16 @@ def sample_outfits(phenotype: Tensor, generator: torch.Generator) -> Outfit:
 
 
 def place_logos(outfit: Outfit, rest_keypoints: Tensor, generator: torch.Generator) -> None:
-    """Put the chest logos of tops and jackets in the middle or on the left of the chest (in place)."""
-    kp = rest_keypoints.detach().cpu()
-    B = kp.shape[0]
-    sh = kp[:, 5:7].mean(1)
-    left = (torch.rand(B, generator=generator) < 0.4).float()
-    centre = torch.stack([left * 0.08, sh[:, 1] - 0.1 - 0.06 * torch.rand(B, generator=generator) * (1 - left), sh[:, 2]], -1)
+    """Put the chest logos of tops and jackets in the middle or on the left of the chest (in place), on
+    the device of ``rest_keypoints`` (B,17,3) (the outfit must be there too)."""
+    B = rest_keypoints.shape[0]
+    draws = torch.stack([torch.rand(B, generator=generator), torch.rand(B, generator=generator)])
+    side, height = to_device(draws, rest_keypoints.device)
+    sh = rest_keypoints.detach()[:, 5:7].mean(1)
+    left = (side < 0.4).float()
+    centre = torch.stack([left * 0.08, sh[:, 1] - 0.1 - 0.06 * height * (1 - left), sh[:, 2]], -1)
     for name in ("top", "outer"):
-        outfit.materials.logo_center[:, M[name]] = centre.to(outfit.materials.logo_center.device)
+        outfit.materials.logo_center[:, M[name]] = centre
 
 
 def surfel_albedo(surf: Surfels, outfit: Outfit) -> Tensor:
@@ -227,7 +230,7 @@ def surfel_albedo(surf: Surfels, outfit: Outfit) -> Tensor:
     b = torch.arange(B, device=surf.means.device)[:, None]
     col = tx.evaluate(outfit.materials.index(b, surf.material), surf.coords)
     cz = surf.coords[..., 2]
-    sclera = torch.tensor([0.82, 0.78, 0.72], device=col.device)
+    sclera = constant((0.82, 0.78, 0.72), col.device)
     eye = torch.where((cz > math.cos(math.radians(12)))[..., None], torch.full_like(col, 0.03),
                       torch.where((cz > math.cos(math.radians(34)))[..., None], outfit.iris[:, None].expand_as(col), sclera.expand_as(col)))  # fmt: skip
     lid = outfit.skin[:, None].expand_as(col) * 0.55

@@ -9,12 +9,15 @@ the surface is stretched.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from humansplat.data.device import constant
 
 __all__ = ["Surfels", "grid_surfels", "box_surfels", "sphere_surfels", "ring_hull", "smooth_circular", "matrix_to_quat", "COVER"]
 
@@ -101,7 +104,7 @@ def grid_surfels(
     du, dv = _diff(P, 1, wrap_u), _diff(P, 2, False)
     n = torch.cross(du, dv, dim=-1)
     good = n.norm(dim=-1, keepdim=True) > 1e-12
-    n = F.normalize(torch.where(good, n, torch.tensor([0.0, 1.0, 0.0], device=P.device).expand_as(n)), dim=-1)
+    n = F.normalize(torch.where(good, n, constant((0.0, 1.0, 0.0), P.device).expand_as(n)), dim=-1)
     if outward is not None:
         ref = outward if outward.dim() == 4 else outward[:, None, None]
         flip = ((P - ref) * n).sum(-1, keepdim=True) < 0
@@ -136,23 +139,52 @@ def sphere_surfels(center: Tensor, radius: Tensor, res: int, material, label, pr
     return grid_surfels(P, coords, material, label, present, wrap_u=True, outward=center)
 
 
-def box_surfels(center: Tensor, axes: Tensor, half: Tensor, res: tuple[int, int, int], material, label, present) -> Surfels:
-    """A box: centre (B,3), axes (B,3,3) rows = box axes (unit), half sizes (B,3); ``res`` samples along
-    each axis (choose them from the box's size: surfels span one sample spacing)."""
-    dev = center.device
-    out = []
-    for k in range(3):
-        i, j = (k + 1) % 3, (k + 2) % 3
-        ga = (torch.arange(res[i], device=dev) + 0.5) / res[i] * 2 - 1
-        gb = (torch.arange(res[j], device=dev) + 0.5) / res[j] * 2 - 1
-        a, b = torch.meshgrid(ga, gb, indexing="ij")
-        for s in (-1.0, 1.0):
-            local = torch.zeros(res[i], res[j], 3, device=dev)
-            local[..., i], local[..., j], local[..., k] = a, b, s
-            loc = local[None] * half[:, None, None, :]  # (B,U,V,3)
-            P = center[:, None, None] + torch.einsum("buvk,bkj->buvj", loc, axes)
-            out.append(grid_surfels(P, loc, material, label, present, outward=center))
-    return Surfels.cat(out)
+@functools.lru_cache(maxsize=64)
+def _box_faces(res: tuple[tuple[int, int, int], ...], device: torch.device) -> tuple[Tensor, ...]:
+    """The faces of K boxes with ``res`` samples per axis, box by box, faces in the order (-x, +x, -y,
+    +y, -z, +z), each sampled at cell centres on a (res[k+1], res[k+2]) grid. Per sample: unit local
+    position (N, 3) in [-1, 1], box index, the rows of the stacked (K*3) box axes that are the face's grid
+    axes (i, j) (N, 2) and normal axis k, the side (-1 or +1) and the cell size along (i, j) (N, 2)."""
+    unit, box, rows_ij, row_k, side, cell = [], [], [], [], [], []
+    for m, r in enumerate(res):
+        for k in range(3):
+            i, j = (k + 1) % 3, (k + 2) % 3
+            a, b = torch.meshgrid(*((torch.arange(r[x]) + 0.5) / r[x] * 2 - 1 for x in (i, j)), indexing="ij")
+            for s in (-1.0, 1.0):
+                local = torch.zeros(r[i], r[j], 3)
+                local[..., i], local[..., j], local[..., k] = a, b, s
+                unit.append(local.reshape(-1, 3))
+                n = r[i] * r[j]
+                box += [m] * n
+                rows_ij += [(3 * m + i, 3 * m + j)] * n
+                row_k += [3 * m + k] * n
+                side += [s] * n
+                cell += [(2 / r[i], 2 / r[j])] * n
+    return (torch.cat(unit).to(device), *(torch.tensor(x, device=device) for x in (box, rows_ij, row_k, side, cell)))
+
+
+def box_surfels(center: Tensor, axes: Tensor, half: Tensor, res: list[tuple[int, int, int]], material: Tensor, label: Tensor, present: Tensor) -> Surfels:
+    """K boxes per subject: centres (B,K,3), axes (B,K,3,3) rows = box axes (unit, right-handed), half
+    sizes (B,K,3), ``res`` samples along each axis of each box (choose them from the box's size: surfels
+    span one sample spacing), material and label per subject (B,), present (B,K). Faces are flat, so
+    their frames and cell sizes are exact: the surfels ``grid_surfels`` makes of each face, without
+    finite differences."""
+    B = center.shape[0]
+    unit, box, rows_ij, row_k, side, cell = _box_faces(tuple(tuple(r) for r in res), center.device)
+    N = unit.shape[0]
+    loc = unit * half[:, box]  # (B,N,3)
+    P = center[:, box] + torch.einsum("bnk,bnkj->bnj", loc, axes[:, box])
+    rows = axes.reshape(B, -1, 3)
+    return Surfels(
+        means=P,
+        normals=rows[:, row_k] * side[:, None],  # outward
+        tangents=rows[:, rows_ij[:, 0]],
+        scales=half.reshape(B, -1)[:, rows_ij] * cell * COVER,  # sample spacing along the face's grid axes
+        coords=loc,
+        material=material[:, None].expand(B, N),
+        labels=label[:, None].expand(B, N),
+        opacity=present.float()[:, box],
+    )
 
 
 def ring_hull(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from humansplat.data.device import to_device
+
 __all__ = [
     "KINDS",
     "Texture",
@@ -80,7 +82,7 @@ class Texture:
         return self.kind.shape
 
     def to(self, device) -> "Texture":
-        return Texture(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return to_device(self, device)
 
     def index(self, b: Tensor, m: Tensor) -> "Texture":
         """Parameters for points: ``self`` has shape (B, M); ``b``, ``m`` broadcast to the result shape."""
@@ -188,14 +190,22 @@ def sample_textures(
 # ---------------------------------------------------------------- noise
 
 
-def _hash(i: Tensor, seed: Tensor) -> Tensor:
-    """Integer lattice points (..., 3) and seeds (...) -> uniform floats in [0, 1)."""
+_PRIMES = (0x27D4EB2D, 0x165667B1, 0x1B873593, 0x2C1B3C6D)  # seed, x, y, z
+
+
+def _mix(h: Tensor) -> Tensor:
+    """Integer lattice hashes -> uniform floats in [0, 1)."""
     m = 0xFFFFFFFF
-    h = (seed * 0x27D4EB2D + i[..., 0] * 0x165667B1 + i[..., 1] * 0x1B873593 + i[..., 2] * 0x2C1B3C6D) & m
+    h = h & m
     h = ((h ^ (h >> 15)) * 0x2C1B3C6D) & m
     h = ((h ^ (h >> 12)) * 0x297A2D39) & m
     h = h ^ (h >> 15)
     return (h & 0xFFFFFF).float() / float(1 << 24)
+
+
+def _hash(i: Tensor, seed: Tensor) -> Tensor:
+    """Integer lattice points (..., 3) and seeds (...) -> uniform floats in [0, 1)."""
+    return _mix(seed * _PRIMES[0] + i[..., 0] * _PRIMES[1] + i[..., 1] * _PRIMES[2] + i[..., 2] * _PRIMES[3])
 
 
 def value_noise(p: Tensor, seed: Tensor) -> Tensor:
@@ -204,15 +214,16 @@ def value_noise(p: Tensor, seed: Tensor) -> Tensor:
     i = fl.long()
     f = p - fl
     u = f * f * (3 - 2 * f)
+    base = seed * _PRIMES[0]
+    # per axis: the hash terms of the lower and upper lattice plane, and their weights
+    terms = [(i[..., a] * _PRIMES[1 + a], (i[..., a] + 1) * _PRIMES[1 + a]) for a in range(3)]
+    weights = [(1 - u[..., a], u[..., a]) for a in range(3)]
     out = torch.zeros_like(p[..., 0])
     for dx in (0, 1):
-        wx = u[..., 0] if dx else 1 - u[..., 0]
         for dy in (0, 1):
-            wy = u[..., 1] if dy else 1 - u[..., 1]
             for dz in (0, 1):
-                wz = u[..., 2] if dz else 1 - u[..., 2]
-                off = torch.tensor([dx, dy, dz], device=p.device)
-                out = out + wx * wy * wz * _hash(i + off, seed)
+                h = base + terms[0][dx] + terms[1][dy] + terms[2][dz]
+                out = out + weights[0][dx] * weights[1][dy] * weights[2][dz] * _mix(h)
     return out
 
 
