@@ -127,6 +127,29 @@ def test_resume_continues_from_the_checkpoint(tmp_path, one_subject):
     assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 6
 
 
+def test_pixel_view_term_trains_only_the_pixel_gaussians(tmp_path, one_subject):
+    from contextlib import nullcontext
+
+    from humansplat.train.step import ReconstructionStep, ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    model, plan = trainer.model, ViewPlan(inputs=[0], supervised=[0, 1, 2], template_free=False)
+    losses = {}
+    for weight in (0.0, 1.0):
+        loss_fn = ReconstructionLoss(LossConfig(pixel_views=weight))
+        step = ReconstructionStep(model, loss_fn, "torch", trainer.body.vertex_labels)
+        torch.manual_seed(0)
+        losses[weight] = step(one_subject, plan, nullcontext())
+    (with_term, logs, _), (without, _, _) = losses[1.0], losses[0.0]
+    assert "loss/pixel_views" in logs and float(logs["loss/pixel_views"]) > 0
+    assert torch.allclose(with_term - without, logs["loss/pixel_views"], atol=1e-5)
+    model.zero_grad()
+    (with_term - without).backward()
+    assert model.pixel_head.out.weight.grad.abs().sum() > 0
+    assert model.anchor_head.out.weight.grad is None or model.anchor_head.out.weight.grad.abs().sum() == 0
+
+
 def test_warm_start_loads_weights_except_the_skipped_prefixes(tmp_path, one_subject):
     from humansplat.reconstruct import Reconstructor
     from humansplat.train.trainer import Trainer

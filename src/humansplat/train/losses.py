@@ -20,6 +20,7 @@ class LossConfig:
     mask: float = 1.0
     ssim: float = 0.2
     semantic: float = 0.1
+    pixel_views: float = 0.0  # the input views once more, from the per-pixel Gaussians alone (they must explain what is seen)
     lpips: float = 0.0  # used only when lpips_weights names a local file
     lpips_weights: str | None = None  # safetensors with our LPIPS-VGG layout (see LPIPS); never downloaded
     # hierarchical reweighting: pixel weight = weight of its ground-truth part (1 for classes not listed);

@@ -46,6 +46,7 @@ class ReconstructionStep(nn.Module):
 
     def forward(self, batch: dict, plan: ViewPlan, amp) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
         images, cameras = batch["images"], batch["cameras"]
+        S = len(plan.supervised)  # the inputs come first among them
         with amp:
             gaussians = self.model(images[:, plan.inputs], cameras[:, plan.inputs], self.anchors(batch, plan))
         with torch.autocast(images.device.type, enabled=False):
@@ -59,9 +60,17 @@ class ReconstructionStep(nn.Module):
             masks = batch["masks"][:, plan.supervised].flatten(0, 1).float()
             labels = batch["labels"][:, plan.supervised].flatten(0, 1).long() if "labels" in batch else None
             loss, logs = self.loss(rgb, alpha, logits, target, masks, labels)
+            c = self.model.config
+            n_pixel = len(plan.inputs) * (c.image_size // c.gaussian_stride) ** 2  # pixel Gaussians come first
+            if self.loss.config.pixel_views > 0:
+                # the input views from the pixel Gaussians alone: without it the anchors' Gaussians learn to
+                # explain everything and the pixel ones fade out (inputs come first among the supervised views)
+                first = lambda t: t.unflatten(0, (images.shape[0], S))[:, : len(plan.inputs)].flatten(0, 1)
+                pix = render(gaussians._map(lambda t: t[:, :n_pixel]), cameras[:, plan.inputs], background=1.0, backend=self.render_backend)
+                pixel_loss, pixel_logs = self.loss(pix.rgb.flatten(0, 1).permute(0, 3, 1, 2), pix.alpha.flatten(0, 1).permute(0, 3, 1, 2),
+                                                   None, first(target), first(masks), None if labels is None else first(labels))
+                loss = loss + self.loss.config.pixel_views * pixel_loss
+                logs["loss/pixel_views"], logs["metric/pixel_psnr"] = pixel_loss.detach(), pixel_logs["metric/psnr"]
         logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
-        c = self.model.config
-        n_pixel = len(plan.inputs) * (c.image_size // c.gaussian_stride) ** 2  # pixel Gaussians come first
         logs["train/pixel_opacity"] = gaussians.opacity_logits[:, :n_pixel].detach().float().sigmoid().mean()
-        S = len(plan.supervised)
         return loss, logs, (rgb[:S].detach(), target[:S])
