@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the CPU goal is for 2)")
     ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--compile-fit", action="store_true", help="torch.compile the body fit (warm runs only; compiling takes minutes)")
     ap.add_argument("--no-outputs", action="store_true", help="do not time writing the outputs (videos need imageio-ffmpeg)")
     ap.add_argument("--save-preprocessed", type=Path, metavar="DIR", help="only preprocess the photos, into DIR/<name>.pt")
     args = ap.parse_args()
@@ -51,7 +52,7 @@ def main() -> int:
         print(f"preprocessed {len(images)} photo(s) into {args.save_preprocessed}")
         return 0
     t = time.perf_counter()
-    pipe = Pipeline(args.weights, args.device)
+    pipe = Pipeline(args.weights, args.device, compile_fit=args.compile_fit)
     load = time.perf_counter() - t
     device = pipe.meta["device_name"]
     print(f"device: {pipe.device} ({device}), torch {torch.__version__}, threads {torch.get_num_threads()}, model load {load:.2f} s")

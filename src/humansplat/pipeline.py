@@ -25,7 +25,7 @@ from torch import Tensor
 
 import humansplat
 from humansplat.body import BodyModel
-from humansplat.body.fit import FitResult, fit_body
+from humansplat.body.fit import FitConfig, FitResult, fit_body
 from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.preprocess import Preprocessed, preprocess
@@ -84,8 +84,9 @@ class Pipeline:
     """Loaded models for photo -> Gaussians. ``weights``: a reconstructor folder (default: the shipped one)."""
 
     def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None,
-                 refine_steps: int = RefineConfig.steps):
+                 refine_steps: int = RefineConfig.steps, compile_fit: bool = False):
         self.device = pick_device(device)
+        self.fit_config = FitConfig(compile=compile_fit)
         self.refine = RefineConfig(steps=refine_steps)
         self.seed = seed
         self.fit_iters = fit_iters
@@ -125,7 +126,8 @@ class Pipeline:
             if confident >= MIN_KEYPOINTS and inputs.framing != "head_only":
                 with torch.enable_grad():
                     fit = fit_body(inputs.keypoints[None].to(self.device), inputs.confidence[None].to(self.device),
-                                   camera.to(self.device), mask=inputs.mask.to(self.device), iters=self.fit_iters, body=self.body)
+                                   camera.to(self.device), mask=inputs.mask.to(self.device), iters=self.fit_iters, body=self.body,
+                                   config=self.fit_config)
                 vertices = fit.output.vertices[0]
         trusted = fit is not None and float(fit.reprojection_px[0]) <= MAX_REPROJECTION * inputs.resolution
         prior = "body" if trusted and self.model.config.anchor_mode == "body" else "template_free"
