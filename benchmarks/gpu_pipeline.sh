@@ -20,4 +20,4 @@ if [ "${SMOKE_MINUTES:-0}" != 0 ]; then
     --init-from src/humansplat/weights/humansplat-main --time-budget "$SMOKE_MINUTES" > "$OUT/smoke.txt" 2>&1
   cp /tmp/runs/smoke/log.txt "$OUT/smoke_log.txt"
 fi
-cat "$OUT/log.txt" "$OUT/bench_reconstruct.md"; tail -n 4 "$OUT/smoke_log.txt" 2>/dev/null
+cat "$OUT/log.txt" "$OUT/bench_reconstruct.md"; [ -f "$OUT/smoke_log.txt" ] && tail -n 4 "$OUT/smoke_log.txt"; true
