@@ -35,6 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.model import BONE_NAMES, BodyModel, BodyOutput, BodyParams
+from humansplat.body.phenotypes import (
+    AGE_BANDS,
+    adult_phenotype,
+    mixture_nll,
+    phenotype_mixture,
+)
 from humansplat.body.pose_prior import PosePrior, default_pose_prior
 from humansplat.cameras import Cameras, project_points
 
@@ -147,7 +153,7 @@ class _Problem:
         dev = obs.device
         self.scale = max(cams.width, cams.height) / 512.0
         self.dist_out = _outside_distance(mask, self.scale) if mask is not None else dist_out
-        self.ph_mix = tuple(t.to(dev) for t in _phenotype_mixture())
+        self.ph_mix = tuple(t.to(dev) for t in phenotype_mixture())
         self.bone_idx = torch.tensor([BONE_NAMES.index(n) for n in FIT_BONES], device=dev)
         # Gravity is the world's +Y (humansplat.cameras), whatever the cameras' own tilt.
         self.up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(obs.shape[0], 3)
@@ -180,7 +186,7 @@ class _Problem:
         lean = (pitch / math.radians(cfg.upright_deg[0])).square() + (roll / math.radians(cfg.upright_deg[1])).square()
         pose_term = pose_term + lean + torso2 / math.radians(cfg.torso_deg) ** 2
         pose_term = pose_term + ((feet_back - cfg.feet_back_m[0]).clamp(min=0) / cfg.feet_back_m[1]).square()
-        shape_term = _mixture_nll(p.phenotype, *self.ph_mix)
+        shape_term = mixture_nll(p.phenotype, *self.ph_mix)
         total = total + cfg.keypoint_sigma_px**2 * (pose_term + shape_term) + cfg.limit_weight * prior.limit_loss(p.pose)
         total = total + 1e3 * (0.1 - z).clamp(min=0).sum(-1)  # stay in front of the camera
         if self.dist_out is not None:
@@ -247,42 +253,6 @@ def _compiled_objective():
     return torch.compile(_Problem.objective)
 
 
-@functools.lru_cache(maxsize=1)
-def _phenotype_mixture() -> tuple[Tensor, Tensor, Tensor]:
-    """A diagonal Gaussian mixture over phenotypes, one component per age band (anny's calibrated
-    distributions, 3 to 85 years, weighted by the band's years, children less): means (C, P), spreads (C, P), log weights (C,)."""
-    from humansplat.body.phenotypes import sample_phenotypes
-
-    g = torch.Generator().manual_seed(0)
-    means, spreads, weights = [], [], []
-    for lo, hi in _AGE_BANDS:
-        ph = sample_phenotypes(1024, g, years=(lo, hi))
-        means.append(ph.mean(0))
-        spreads.append(ph.std(0).clamp(min=0.05))
-        weights.append((hi - lo) * (1.0 if lo >= 18.0 else _CHILD_WEIGHT))
-    spread = torch.stack(spreads)
-    spread[:, 1] = spread[:, 1].clamp(min=0.07)  # neighbouring ages overlap: the age can slide between bands
-    w = torch.tensor(weights, dtype=torch.float32)
-    return torch.stack(means), spread, (w / w.sum()).log()
-
-
-_AGE_BANDS = [(3.0, 8.0), (8.0, 13.0), (13.0, 18.0), (18.0, 40.0), (40.0, 85.0)]
-_CHILD_WEIGHT = 0.1  # most photos are of adults; keypoints alone barely tell a child's proportions (docs/fit.md)
-
-
-def _mixture_nll(x: Tensor, mean: Tensor, spread: Tensor, logw: Tensor) -> Tensor:
-    """(B,) -2 log density of (B, P) under a diagonal Gaussian mixture, up to a constant."""
-    e = (((x[:, None] - mean) / spread) ** 2 + 2 * spread.log()).sum(-1)
-    return -2 * torch.logsumexp(-0.5 * e + logw, dim=1)
-
-
-def _adult_phenotype() -> Tensor:
-    mean, _, logw = _phenotype_mixture()
-    adult = [i for i, (lo, _) in enumerate(_AGE_BANDS) if lo >= 18.0]
-    w = logw[adult].softmax(0)
-    return (mean[adult] * w[:, None]).sum(0)
-
-
 def _starts(body: BodyModel, prior: PosePrior, problem: _Problem, placed: BodyParams, cfg: FitConfig) -> BodyParams:
     """Starts for the pose stage, (B * k): the placed body with the phenotype of each of ``cfg.ages_years``
     (moved along the camera rays to keep its image size) and, when a knee or ankle is far from where
@@ -305,11 +275,11 @@ def _starts(body: BodyModel, prior: PosePrior, problem: _Problem, placed: BodyPa
                         b[:, BONE_NAMES.index(f"calf_{side}"), 0] = -math.radians(hip + 5)
                 legs_k.append(b)
         # Phenotypes: the mean of each age band the requested ages fall in (adults: the adult mean).
-        mean, _, _ = _phenotype_mixture()
+        mean, _, _ = phenotype_mixture()
         phs = []
         for years in cfg.ages_years:
-            band = next((i for i, (lo, hi) in enumerate(_AGE_BANDS) if lo <= years < hi), len(_AGE_BANDS) - 1)
-            phs.append(_adult_phenotype() if years >= 18.0 else mean[band])
+            band = next((i for i, (lo, hi) in enumerate(AGE_BANDS) if lo <= years < hi), len(AGE_BANDS) - 1)
+            phs.append(adult_phenotype() if years >= 18.0 else mean[band])
         out = []
         cam_centre = problem.cams.c2w[:, :3, 3]
         ref = _stable_size(kps)
@@ -345,7 +315,7 @@ def _initialise(body: BodyModel, prior: PosePrior, obs: Tensor, conf: Tensor, ca
 
     B, dev = obs.shape[0], obs.device
     p = BodyParams.neutral(B, device=dev)
-    p.phenotype = _adult_phenotype().to(dev).expand(B, -1).clone()
+    p.phenotype = adult_phenotype().to(dev).expand(B, -1).clone()
     p.pose = prior.mean.to(dev).expand(B, -1, -1).clone()
     c2w = cams.c2w
     up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(B, 3)

@@ -7,6 +7,8 @@ age- and sex-conditioned Beta distributions (its ``shape_calibration`` data, kep
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -50,3 +52,41 @@ def sample_phenotypes(n: int, generator: torch.Generator | None = None, years: t
         values[name] = np.where(gender <= 0.5, draws[0], draws[1])
     out = np.stack([values[k] for k in PHENOTYPE_NAMES], 1)
     return torch.from_numpy(np.clip(out, 0.0, 1.0)).float()
+
+
+# ---- the phenotype prior of the body fit ----
+
+
+@functools.lru_cache(maxsize=1)
+def phenotype_mixture() -> tuple[Tensor, Tensor, Tensor]:
+    """A diagonal Gaussian mixture over phenotypes, one component per age band (anny's calibrated
+    distributions, 3 to 85 years, weighted by the band's years, children less): means (C, P), spreads (C, P), log weights (C,)."""
+    g = torch.Generator().manual_seed(0)
+    means, spreads, weights = [], [], []
+    for lo, hi in AGE_BANDS:
+        ph = sample_phenotypes(1024, g, years=(lo, hi))
+        means.append(ph.mean(0))
+        spreads.append(ph.std(0).clamp(min=0.05))
+        weights.append((hi - lo) * (1.0 if lo >= 18.0 else _CHILD_WEIGHT))
+    spread = torch.stack(spreads)
+    spread[:, 1] = spread[:, 1].clamp(min=0.07)  # neighbouring ages overlap: the age can slide between bands
+    w = torch.tensor(weights, dtype=torch.float32)
+    return torch.stack(means), spread, (w / w.sum()).log()
+
+
+AGE_BANDS = [(3.0, 8.0), (8.0, 13.0), (13.0, 18.0), (18.0, 40.0), (40.0, 85.0)]
+_CHILD_WEIGHT = 0.1  # most photos are of adults; keypoints alone barely tell a child's proportions (docs/fit.md)
+
+
+def mixture_nll(x: Tensor, mean: Tensor, spread: Tensor, logw: Tensor) -> Tensor:
+    """(B,) -2 log density of (B, P) under a diagonal Gaussian mixture, up to a constant."""
+    e = (((x[:, None] - mean) / spread) ** 2 + 2 * spread.log()).sum(-1)
+    return -2 * torch.logsumexp(-0.5 * e + logw, dim=1)
+
+
+def adult_phenotype() -> Tensor:
+    """The mixture's mean adult (18-85 years), (P,)."""
+    mean, _, logw = phenotype_mixture()
+    adult = [i for i, (lo, _) in enumerate(AGE_BANDS) if lo >= 18.0]
+    w = logw[adult].softmax(0)
+    return (mean[adult] * w[:, None]).sum(0)
