@@ -57,6 +57,10 @@ def sample_phenotypes(n: int, generator: torch.Generator | None = None, years: t
 # ---- the phenotype prior of the body fit ----
 
 
+AGE_BANDS = [(3.0, 8.0), (8.0, 13.0), (13.0, 18.0), (18.0, 40.0), (40.0, 85.0)]
+_CHILD_WEIGHT = 0.1  # most photos are of adults; keypoints alone barely tell a child's proportions (docs/fit.md)
+
+
 @functools.lru_cache(maxsize=1)
 def phenotype_mixture() -> tuple[Tensor, Tensor, Tensor]:
     """A diagonal Gaussian mixture over phenotypes, one component per age band (anny's calibrated
@@ -72,10 +76,6 @@ def phenotype_mixture() -> tuple[Tensor, Tensor, Tensor]:
     spread[:, 1] = spread[:, 1].clamp(min=0.07)  # neighbouring ages overlap: the age can slide between bands
     w = torch.tensor(weights, dtype=torch.float32)
     return torch.stack(means), spread, (w / w.sum()).log()
-
-
-AGE_BANDS = [(3.0, 8.0), (8.0, 13.0), (13.0, 18.0), (18.0, 40.0), (40.0, 85.0)]
-_CHILD_WEIGHT = 0.1  # most photos are of adults; keypoints alone barely tell a child's proportions (docs/fit.md)
 
 
 def mixture_nll(x: Tensor, mean: Tensor, spread: Tensor, logw: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ from humansplat.reconstruct.io import (
     load_model_dir,
     save_model_dir,
 )
-from humansplat.reconstruct.model import Reconstructor, ReconstructorConfig
+from humansplat.reconstruct.model import MODEL_TYPE, Reconstructor, ReconstructorConfig
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
 from humansplat.train.step import ReconstructionStep, sample_views
@@ -126,7 +126,7 @@ class Trainer:
     def _warm_start(self, model: Reconstructor, directory: str, skip: tuple[str, ...]) -> None:
         """Start from other reconstructor weights; tensors under the ``skip`` prefixes stay freshly initialised.
         The rest must match in name and shape (a different architecture is an error, not a partial load)."""
-        _, state = load_model_dir(directory, "humansplat-reconstructor")
+        _, state = load_model_dir(directory, MODEL_TYPE)
         own = model.state_dict()
         fresh = {k for k in own if k.startswith(tuple(skip))}
         if skip and not fresh:
@@ -168,7 +168,7 @@ class Trainer:
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir} (state.json missing)")
         state = json.loads(state_path.read_text())
-        model_type = AE_TYPE if self.cfg.phase == "autoencoder" else "humansplat-reconstructor"
+        model_type = AE_TYPE if self.cfg.phase == "autoencoder" else MODEL_TYPE
         config, weights = load_model_dir(self.run_dir / "model", model_type)
         load_checked(self.model, weights, str(self.run_dir / "model"))
         if isinstance(self.model, Reconstructor):
