@@ -81,6 +81,24 @@ def test_agrees_with_anny_forward(body):
     assert torch.allclose(out.vertices, expected, atol=2e-5)
 
 
+def test_phenotype_coefficients_match_anny(body):
+    """Our device-clean phenotype coefficients (capturable in a CUDA graph) equal anny's, gradients too."""
+    from anny.models.phenotype import phenotype_blendshape_weights
+
+    from humansplat.body.model import _phenotype_coefficients
+
+    net = body.anny
+    ph = torch.cat([torch.rand(5, 6, generator=torch.Generator().manual_seed(4)), torch.tensor([[0.0, 1.0, 0.5, 0.25, 1.0, 0.0]]),
+                    torch.tensor([[-0.2, 1.3, 0.77, 0.83, 0.5, 0.5]])]).requires_grad_(True)  # fmt: skip
+    ours = _phenotype_coefficients(net, ph)
+    ref = phenotype_blendshape_weights(ph, net.phenotype_labels, net.anchors, net.stacked_phenotype_blend_shapes_mask,
+                                       extrapolate=net.extrapolate_phenotypes)  # fmt: skip
+    assert torch.allclose(ours, ref, atol=1e-7)
+    w = torch.randn_like(ref)
+    g_ours, g_ref = (torch.autograd.grad((x * w).sum(), ph)[0] for x in (ours, ref))
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+
+
 def test_keypoint_path_bone_transforms_and_batching(body):
     p = random_params(3, seed=2)
     out = body(p)

@@ -20,12 +20,14 @@ ones. Adam in stages, each keeping the lowest energy of several starts: placemen
 facing direction is ambiguous in 2D); then the pose (phenotype frozen, its rest state computed once) from
 a child's, a pre-teen's and an adult's phenotype (moved along the camera rays to keep their image size)
 and, when a knee or ankle is far from the placed body's, also sitting, crouching and one-knee-raised
-legs; then pose and phenotype together. On CPU the fit runs on one thread (many tiny ops).
+legs; then pose and phenotype together. On CPU the fit runs on one thread (many tiny ops); on CUDA
+every stage replays a captured graph (:mod:`humansplat.body.solver`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from humansplat.body.phenotypes import (
     phenotype_mixture,
 )
 from humansplat.body.pose_prior import PosePrior, default_pose_prior
+from humansplat.body.solver import solve_stage
 from humansplat.cameras import Cameras, project_points
 
 __all__ = ["FIT_BONES", "FitConfig", "FitResult", "fit_body"]
@@ -72,8 +75,9 @@ class FitConfig:
     hypothesis_iters: int = 25  # pose-stage iterations spent on every start before keeping the best
     bent_leg_px: float = 30.0  # a knee or ankle this far off after placement: also try bent-leg starts
     converged_px: float = 5.0  # 512-px units
+    cuda_graphs: bool = True  # on CUDA, replay each stage's iteration as a captured graph (humansplat.body.solver)
     compile: bool = False  # torch.compile the objective: the same fit, ~3x faster once warm, but the first call
-    # compiles for minutes: for servers and batches that keep one process (``humansplat reconstruct --compile-fit``)
+    # compiles for a minute or more: for servers and batches that keep one process (``reconstruct --compile-fit``)
 
 
 @dataclass
@@ -106,7 +110,7 @@ def fit_body(
     three stages to that total. ``init`` replaces the automatic initialisation (and its several starts)."""
     cfg = config or FitConfig()
     body = body or BodyModel.load(keypoints_px.device)
-    prior = prior or default_pose_prior()
+    prior = (prior or default_pose_prior()).to(keypoints_px.device)
     B = keypoints_px.shape[0]
     if keypoints_px.shape != (B, 17, 2) or confidence.shape != (B, 17) or len(cameras) != B or cameras.K.dim() != 3:
         raise ValueError("fit_body: expected keypoints (B,17,2), confidence (B,17) and cameras of batch (B,)")
@@ -215,37 +219,30 @@ class _Problem:
 
     def optimise(self, start: BodyParams, stages: list[tuple[int, int]]) -> tuple[BodyParams, Tensor]:
         """Adam over stages (iterations, level): level 0 moves the body, 1 also poses it, 2 also shapes it."""
-        prior, B, dev = self.prior, start.batch_size, start.pose.device
-        base_angles = prior.to_angles(start.pose).detach()
-        ph_logit = torch.logit(start.phenotype.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True)
-        root = start.pose[:, 0].clone(memory_format=torch.contiguous_format).requires_grad_(True)
-        d_angles = torch.zeros(B, len(FIT_BONES), 3, device=dev, requires_grad=True)
-        transl = start.transl.clone().requires_grad_(True)
-
-        def params() -> BodyParams:
-            return self.params(base_angles, root, d_angles, ph_logit, transl)
-
+        base_angles = self.prior.to_angles(start.pose).detach()
+        x = [start.pose[:, 0], start.transl, torch.zeros(start.batch_size, len(FIT_BONES), 3, device=start.pose.device),
+             torch.logit(start.phenotype.clamp(1e-3, 1 - 1e-3))]  # fmt: skip
         objective = _compiled_objective() if self.cfg.compile else _Problem.objective
-
-        lr = self.cfg.lr
-        free = [[root, transl], [root, transl, d_angles], [root, transl, d_angles]]
-        level = 0
+        level, energy = 0, None
         for n_iter, level in stages:
-            if n_iter <= 0:
-                continue
-            groups = [{"params": free[level]}] + ([{"params": [ph_logit], "lr": self.cfg.phenotype_lr}] if level == 2 else [])
-            opt = torch.optim.Adam(groups, lr=lr)
-            rest = None
-            if level < 2:  # the phenotype is fixed: compute its rest state once
-                with torch.no_grad():
-                    rest = self.body.rest_state(params().phenotype)
-            for _ in range(n_iter):
-                opt.zero_grad(set_to_none=True)
-                objective(self, base_angles, root, d_angles, ph_logit, transl, rest, self.cfg.robust_px[level]).backward()
-                opt.step()
+            energy = None
+            if n_iter > 0:
+                x, energy = solve_stage(self, level, self.cfg.robust_px[level], n_iter, x, base_angles, objective, self.cfg.cuda_graphs)
         with torch.no_grad():
-            final = params().detach()
-            return final, self.energy(final, None, self.cfg.robust_px[level])
+            root, transl, d_angles, ph_logit = x
+            final = self.params(base_angles, root, d_angles, ph_logit, transl)
+            return final, energy if energy is not None else self.energy(final, None, self.cfg.robust_px[level])
+
+    def tensors(self) -> list[Tensor]:
+        """The observation tensors (what ``clone`` copies and a stage solver loads)."""
+        return [t for t in (self.obs, self.conf, self.cams.K, self.cams.w2c, self.dist_out, self.towards, self.right) if t is not None]
+
+    def clone(self) -> "_Problem":
+        p = copy.copy(self)
+        p.obs, p.conf, p.cams = self.obs.clone(), self.conf.clone(), Cameras(self.cams.K.clone(), self.cams.w2c.clone(), self.cams.width, self.cams.height)
+        p.dist_out = None if self.dist_out is None else self.dist_out.clone()
+        p.towards, p.right = self.towards.clone(), self.right.clone()
+        return p
 
 
 @functools.lru_cache(maxsize=1)
@@ -280,19 +277,15 @@ def _starts(body: BodyModel, prior: PosePrior, problem: _Problem, placed: BodyPa
         for years in cfg.ages_years:
             band = next((i for i, (lo, hi) in enumerate(AGE_BANDS) if lo <= years < hi), len(AGE_BANDS) - 1)
             phs.append(adult_phenotype() if years >= 18.0 else mean[band])
-        out = []
-        cam_centre = problem.cams.c2w[:, :3, 3]
-        ref = _stable_size(kps)
-        for ph in phs:
-            for ang in legs_k:
-                p = BodyParams(ph.to(dev).expand(B, -1).clone(), torch.cat([placed.pose[:, :1], prior.to_pose(ang)[:, 1:]], 1), placed.transl.clone())
-                k0 = body.keypoints(BodyParams(p.phenotype, p.pose, torch.zeros_like(p.transl)))
-                s = (_stable_size(k0) / ref)[:, None]  # a smaller body comes nearer, by its size ratio
-                centre = kps.mean(1)
-                p.transl = cam_centre + s * (centre - cam_centre) - k0.mean(1)
-                out.append(p)
-    k = len(out)
-    stacked = BodyParams.cat(out)  # (k * B): start-major; reorder to person-major
+        root = placed.pose[:, :1]
+        stacked = BodyParams.cat([BodyParams(ph.to(dev).expand(B, -1), torch.cat([root, prior.to_pose(ang)[:, 1:]], 1), placed.transl)
+                                  for ph in phs for ang in legs_k])  # (k * B), start-major  # fmt: skip
+        k = stacked.batch_size // B
+        k0 = body.keypoints(BodyParams(stacked.phenotype, stacked.pose, torch.zeros_like(stacked.transl)))
+        s = (_stable_size(k0) / _stable_size(kps).repeat(k))[:, None]  # a smaller body comes nearer, by its size ratio
+        cam_centre = problem.cams.c2w[:, :3, 3].repeat(k, 1)
+        stacked.transl = cam_centre + s * (kps.mean(1).repeat(k, 1) - cam_centre) - k0.mean(1)
+    # reorder to person-major
     order = torch.arange(k * B, device=dev).reshape(k, B).T.flatten()
     return stacked[order]
 

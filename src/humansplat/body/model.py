@@ -20,6 +20,7 @@ of the zero pose, so turning the body does not move its hips.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 
 import torch
@@ -172,6 +173,7 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("_kp_local", inverse[:n].reshape(kp_idx.shape), persistent=False)
         self.register_buffer("_sole_local", inverse[n:], persistent=False)
         self.register_buffer("_C", ANNY_TO_WORLD.clone(), persistent=False)
+        self.stage_solvers: OrderedDict = OrderedDict()  # the fit's solvers by problem shape (humansplat.body.solver)
 
     @classmethod
     def load(cls, device: str | torch.device = "cpu", path: str | None = None) -> "BodyModel":
@@ -224,14 +226,10 @@ class BodyModel(torch.nn.Module):
     def rest_state(self, phenotype: Tensor, net=None) -> dict[str, Tensor]:
         """anny's rest model (rest vertices, bone heads and poses, anny's frame) for phenotypes (B, P);
         by default for the keypoint vertices only."""
-        from anny.models.phenotype import phenotype_blendshape_weights
-
         net = self.anny_keypoints if net is None else net
         if phenotype.shape[-1] != len(PHENOTYPE_NAMES):
             raise ValueError(f"BodyParams: expected phenotype (B,{len(PHENOTYPE_NAMES)}), got {tuple(phenotype.shape)}")
-        w = phenotype_blendshape_weights(phenotype, net.phenotype_labels, net.anchors, net.stacked_phenotype_blend_shapes_mask,
-                                         extrapolate=net.extrapolate_phenotypes)  # fmt: skip
-        return net.get_rest_model(w @ net.phenotype_blendshape_projection)
+        return net.get_rest_model(_phenotype_coefficients(net, phenotype) @ net.phenotype_blendshape_projection)
 
     def _pose(self, net, rest: dict[str, Tensor], params: BodyParams, sole: Tensor, with_transforms: bool = False):
         import roma
@@ -267,6 +265,45 @@ class BodyModel(torch.nn.Module):
         M = torch.zeros(B, J, 4, 4, dtype=R.dtype, device=R.device)
         M[..., :3, :3], M[..., :3, 3], M[..., 3, 3] = lin, trans, 1.0
         return vertices, joints, M
+
+
+def _phenotype_coefficients(net, phenotype: Tensor) -> Tensor:
+    """anny's phenotype blendshape coefficients (B, K), the same numbers as
+    ``anny.models.phenotype.phenotype_blendshape_weights`` but made on the phenotype's device only (anny
+    indexes with a host tensor), so the fit can capture them in a CUDA graph."""
+    from anny.models.model_data import PHENOTYPE_VARIATIONS
+
+    B, dev = phenotype.shape[0], phenotype.device
+    labels = list(net.phenotype_labels)
+
+    def value(label: str) -> Tensor:  # phenotypes the model does not expose stay at 0.5
+        return phenotype[:, labels.index(label)] if label in labels else phenotype.new_full((B,), 0.5)
+
+    weight: dict[str, Tensor] = {}
+    for feature, names in PHENOTYPE_VARIATIONS.items():
+        if feature == "race":
+            continue
+        anchors, v = net.anchors[feature], value(feature)
+        if not net.extrapolate_phenotypes:
+            v = torch.where(v < anchors[0], anchors[0], v)
+            v = torch.where(v > anchors[-1], anchors[-1], v)
+        upper = torch.searchsorted(anchors, v.contiguous()).clamp(1, len(anchors) - 1)
+        t = (v - anchors[upper - 1]) / (anchors[upper] - anchors[upper - 1])  # hat functions between anchors
+        slot = torch.arange(len(anchors), device=dev)
+        w = (slot == upper[:, None] - 1) * (1 - t)[:, None] + (slot == upper[:, None]) * t[:, None]
+        weight.update(zip(names, w.unbind(1), strict=True))
+    race = torch.stack([value(n) for n in PHENOTYPE_VARIATIONS["race"]], 1)
+    race = torch.nan_to_num(race / race.sum(1, keepdim=True), 1 / 3, 1 / 3, 1 / 3)
+    weight.update(zip(PHENOTYPE_VARIATIONS["race"], race.unbind(1), strict=True))
+    # Blendshape k is the product of the variations mask[k] selects, at most one per feature: multiplied
+    # feature by feature (torch.prod's backward checks for zeros on the host).
+    mask, coefficients, start = net.stacked_phenotype_blend_shapes_mask, None, 0
+    for names in PHENOTYPE_VARIATIONS.values():  # the mask's columns, feature after feature
+        m = mask[:, start : start + len(names)]
+        factor = torch.stack([weight[n] for n in names], 1) @ m.T + (1 - m.sum(1))
+        coefficients = factor if coefficients is None else coefficients * factor
+        start += len(names)
+    return coefficients
 
 
 def _subset(data, index: Tensor):

@@ -21,6 +21,7 @@ fitted by EM to the sampler's own poses (:meth:`PosePrior.fit_mixture`), like SM
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -108,6 +109,20 @@ class PosePrior:
         lim = torch.tensor([_LIMITS[ty] for ty in types], dtype=torch.float32)
         self.lower, self.upper = torch.deg2rad(lim[..., 0]), torch.deg2rad(lim[..., 1])
         self.mean = self.to_pose(standing_mean()[None])[0]
+
+    def to(self, device: str | torch.device) -> "PosePrior":
+        """This prior with its tensors on ``device``; the copy is kept, so later calls return the same object."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.frames.device == device:
+            return self
+        moved = self.__dict__.setdefault("_moved", {})
+        if device not in moved:
+            p = copy.copy(self)
+            p.__dict__.update({k: v.to(device) for k, v in vars(self).items() if isinstance(v, Tensor)}, _moved={})
+            moved[device] = p
+        return moved[device]
 
     def to_angles(self, pose: Tensor) -> Tensor:
         """(…, J, 3) axis-angle -> (…, J, 3) anatomical (flex, abd, twist) in radians."""

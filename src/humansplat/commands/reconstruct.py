@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
     p.add_argument("--refine-steps", type=int, default=30, metavar="N", help="colour refinement steps against the photo (0: off; default 30)")
     p.add_argument("--compile-fit", action="store_true",
-                   help="torch.compile the body fit: minutes to compile once, then ~3x faster per photo (large batches)")
+                   help="torch.compile the body fit: a minute or more to compile once, then ~3x faster per photo (servers, batches)")
     p.add_argument("--frames", type=int, default=48, help="turntable frames (default 48)")
     p.add_argument("--size", type=int, default=512, help="turntable and view size in pixels (default 512)")
     p.set_defaults(func=run)
