@@ -7,6 +7,8 @@
 #   wait S       S seconds of progress reports, then copy the newest fp16 export to $OUT (a machine taken
 #                back mid-run loses at most one call)
 #   final S      wait (at most S s) for the run to end, then score it on the benchmark set
+#   once M       all in one call on one GPU: train $CONFIG (default configs/main.json, extra $TRAIN_ARGS) M minutes
+#                from $INIT, then score the run and $INIT (NOEVAL=1: train only)
 set -uo pipefail
 export TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 HUMANSPLAT_BODY_CACHE=$PWD/.carry/body.safetensors
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -45,6 +47,18 @@ final)
   tail -n 2 $R/main.out; keep
   while ! grep -q "benchmark set written" $R/bench.out; do sleep 5; grep -q Traceback $R/bench.out && { cat $R/bench.out; exit 1; }; done
   $HS eval --weights $R/main/export --data /tmp/bench --out "$OUT/eval.json"
+  $HS eval --weights $R/main/export --data /tmp/bench --anchors template_free --out "$OUT/eval_template_free.json"
+  ;;
+once)
+  timeout 200 python3 -c "import gsplat.cuda._backend as b; assert b._C is not None" || exit 1  # build gsplat once, first
+  [ "${NOEVAL:-0}" = 0 ] && (setsid $HS data benchmark -o /tmp/bench -n "${NBENCH:-20}" --device cuda > $R/bench.out 2>&1 &)
+  timeout $(( ${2%.*} * 60 + 180 )) $HS train "${CONFIG:-configs/main.json}" --out $R/main --init-from "$INIT" --time-budget "$2" \
+    ${TRAIN_ARGS:-} > $R/main.out 2>&1
+  tail -n 2 $R/main.out | cut -c1-600; keep
+  [ "${NOEVAL:-0}" = 0 ] || exit 0
+  while ! grep -q "benchmark set written" $R/bench.out; do sleep 5; grep -q Traceback $R/bench.out && { cat $R/bench.out; exit 1; }; done
+  $HS eval --weights $R/main/export --data /tmp/bench --out "$OUT/eval.json"
+  $HS eval --weights "$INIT" --data /tmp/bench --out "$OUT/eval_init.json"
   $HS eval --weights $R/main/export --data /tmp/bench --anchors template_free --out "$OUT/eval_template_free.json"
   ;;
 esac

@@ -115,3 +115,22 @@ def test_missing_weights_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no reconstructor weights" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_half_body_is_cut_where_the_photo_ends(tmp_path, weights):
+    """A photo cut at the waist is centred on a padded square crop; the reconstruction keeps only what
+    projects inside the photo itself, so nothing is made up in the padding below the cut."""
+    from humansplat.pipeline import Pipeline
+    from humansplat.preprocess import preprocess
+
+    rgba = Image.open(PHOTO)
+    top = rgba.crop((0, 0, rgba.width, rgba.height * 45 // 100))
+    path = tmp_path / "half.png"
+    top.save(path)
+    inputs = preprocess(path, resolution=128)
+    u0, v0, u1, v1 = inputs.photo_box
+    assert inputs.is_partial and v1 < 120 and u1 - u0 > 60  # the photo ends above the crop's bottom edge
+    result = Pipeline(weights, "cpu", refine_steps=0)(inputs)
+    uv, z = project_points(result.gaussians.means, result.camera)
+    assert result.cropped_to_view and result.gaussians.num > 0 and (z > 0).all()
+    assert float(uv.reshape(-1, 2)[:, 1].max()) <= v1 + 0.005 * 128 + 1e-3

@@ -15,6 +15,7 @@ from humansplat.train.losses import (
     LossConfig,
     ReconstructionLoss,
     class_weight_table,
+    pixel_depth_error,
     ssim,
 )
 
@@ -150,6 +151,52 @@ def test_pixel_view_term_trains_only_the_pixel_gaussians(tmp_path, one_subject):
     assert model.anchor_head.out.weight.grad is None or model.anchor_head.out.weight.grad.abs().sum() == 0
 
 
+def test_pixel_depth_error_on_two_planes():
+    """Blocks on one surface count, blocks across an edge or off the subject do not; opacities weigh."""
+    from humansplat.cameras import Cameras, pixel_rays
+
+    H = W = 8
+    depths = torch.zeros(1, 1, 1, H, W)
+    depths[..., :6, :4], depths[..., :6, 4:] = 2.0, 3.0  # two planes; rows 6-7 off the subject
+    K = torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]])
+    cams = Cameras(K, torch.eye(4)[None], W, H)
+    _, d = pixel_rays(cams, 4, 4)  # 2x2 blocks
+    block = torch.nn.functional.avg_pool2d(depths[0], 2)[0, 0]  # true depth per block
+    means = (d[0] * (block / d[0, ..., 2])[..., None]).reshape(1, 16, 3)
+    w2c = cams.w2c[None]
+    assert float(pixel_depth_error(means, w2c, depths)) < 1e-6
+    shifted = means.reshape(4, 4, 3).clone()
+    shifted[..., 2] += 0.1
+    assert abs(float(pixel_depth_error(shifted.reshape(1, 16, 3), w2c, depths)) - 0.1) < 1e-5
+    wrong_off = means.reshape(4, 4, 3).clone()
+    wrong_off[3, :, 2] += 5.0  # the off-subject row of blocks does not count
+    assert float(pixel_depth_error(wrong_off.reshape(1, 16, 3), w2c, depths)) < 1e-6
+    weights = torch.ones(1, 16)
+    weights.reshape(4, 4)[0, 0] = 0.0
+    bad = means.reshape(4, 4, 3).clone()
+    bad[0, 0, 2] += 1.0  # a transparent Gaussian off the surface costs nothing when weighted
+    assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths, weights)) < 1e-6
+    assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths)) > 0.05
+
+
+def test_pixel_depth_term(tmp_path, one_subject):
+    from contextlib import nullcontext
+
+    from humansplat.train.step import ReconstructionStep, ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    plan = ViewPlan(inputs=[0], supervised=[0, 1], template_free=False)
+    losses = {}
+    for weight in (0.0, 2.0):
+        step = ReconstructionStep(trainer.model, ReconstructionLoss(LossConfig(pixel_depth=weight)), "torch", trainer.body.vertex_labels)
+        torch.manual_seed(0)
+        losses[weight] = step(one_subject, plan, nullcontext())
+    (with_term, logs, _), (without, _, _) = losses[2.0], losses[0.0]
+    assert float(logs["metric/pixel_depth_cm"]) > 0
+    assert torch.allclose(with_term - without, 2.0 * logs["metric/pixel_depth_cm"] / 100, atol=1e-5)
+
+
 def test_warm_start_loads_weights_except_the_skipped_prefixes(tmp_path, one_subject):
     from humansplat.reconstruct import Reconstructor
     from humansplat.train.trainer import Trainer
@@ -175,3 +222,30 @@ def test_train_command_refuses_to_overwrite_a_run(tmp_path):
     (tmp_path / "run" / "state.json").write_text("{}")
     assert main(["train", str(ROOT / "configs" / "tiny.json"), "--out", str(tmp_path / "run")]) == 2
     assert main(["train", str(tmp_path / "missing.json")]) == 2
+
+
+def test_evaluate_scores_a_subject_and_its_pixel_depth(tmp_path, one_subject):
+    """`humansplat eval`'s scorer on one engine subject: PSNR per view, and the pixel Gaussians' depth error,
+    which moving every Gaussian 10 cm along the input camera's axis raises."""
+    from humansplat.evaluate import evaluate, format_table
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    model = trainer.model.eval()
+    subject = {k: one_subject[k][0] for k in ("images", "masks", "depths")}
+    subject.update(cameras=one_subject["cameras"][0], body_vertices=one_subject["body_vertices"][0],
+                   vertex_labels=trainer.body.vertex_labels, name="s")  # fmt: skip
+    summary = evaluate(model, [subject], "body", torch.device("cpu"))
+    assert summary["views_per_subject"] == subject["images"].shape[0] and summary["pixel_depth_cm"] > 0
+    assert "depth error" in format_table(summary)
+    forward = subject["cameras"].w2c[0, 2, :3]
+    original = model.forward
+
+    def pushed(*args, **kw):
+        g = original(*args, **kw)
+        g.means = g.means + 0.1 * forward
+        return g
+
+    model.forward = pushed
+    far = evaluate(model, [subject], "body", torch.device("cpu"))
+    assert far["pixel_depth_cm"] > summary["pixel_depth_cm"] + 2

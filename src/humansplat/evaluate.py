@@ -24,7 +24,7 @@ from torch import Tensor
 
 from humansplat.gaussians import render
 from humansplat.reconstruct import Reconstructor
-from humansplat.train.losses import ssim
+from humansplat.train.losses import pixel_depth_error, ssim
 
 
 @dataclass
@@ -38,6 +38,7 @@ class SubjectResult:
     part_acc: Tensor | None
     reconstruct_s: float
     render_s: float
+    pixel_depth_cm: float | None = None  # opacity-weighted depth error of the per-pixel Gaussians (input view)
 
 
 def _psnr(mse: Tensor) -> Tensor:
@@ -86,9 +87,14 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
         union = torch.stack([(((pred == c) & known) | (labels == c)).sum(dim=(1, 2)) for c in range(C)], -1).float()
         fgl = labels > 0
         acc = ((pred == labels) & fgl).sum(dim=(1, 2)) / fgl.sum(dim=(1, 2)).clamp_min(1)
+    depth_cm = None
+    if subject.get("depths") is not None:
+        n_pixel = (model.config.image_size // model.config.gaussian_stride) ** 2
+        depth_cm = 100 * float(pixel_depth_error(gaussians.means[:, :n_pixel], input_cam.w2c, subject["depths"].to(device)[None, :1],
+                                                 gaussians.opacity_logits[:, :n_pixel].sigmoid()))  # fmt: skip
     return SubjectResult(subject.get("name", "?"), psnr.cpu(), ss.cpu(), masked.cpu(),
                          None if inter is None else inter.cpu(), None if union is None else union.cpu(),
-                         None if acc is None else acc.cpu(), t1 - t0, t2 - t1)
+                         None if acc is None else acc.cpu(), t1 - t0, t2 - t1, depth_cm)
 
 
 def summarise(results: list[SubjectResult]) -> dict:
@@ -113,6 +119,8 @@ def summarise(results: list[SubjectResult]) -> dict:
         "all_views": agg(slice(None)),
         "novel_views": agg(slice(1, None)),
         "input_view": agg(slice(0, 1)),
+        **({"pixel_depth_cm": sum(r.pixel_depth_cm for r in results) / len(results)}
+           if all(r.pixel_depth_cm is not None for r in results) else {}),
         "timing_s": {
             "reconstruct_mean": sum(r.reconstruct_s for r in results[1:] or results) / max(1, len(results[1:] or results)),
             "render_all_views_mean": sum(r.render_s for r in results[1:] or results) / max(1, len(results[1:] or results)),
@@ -152,6 +160,8 @@ def format_table(summary: dict) -> str:
         if has_parts:
             line += f" {d['part_miou']:6.3f} {d['part_acc']:6.3f}"
         lines.append(line)
+    if "pixel_depth_cm" in summary:
+        lines.append(f"per-pixel Gaussians, input view: depth error {summary['pixel_depth_cm']:.2f} cm (opacity-weighted)")
     t = summary["timing_s"]
     lines.append(f"{summary['subjects']} subjects x {summary['views_per_subject']} views, anchors={summary['anchors']}, "
                  f"{summary['device']}: reconstruct {1000 * t['reconstruct_mean']:.1f} ms, "

@@ -7,7 +7,8 @@ frame, so anyone can re-render the result from the photo's viewpoint and compare
 
 When the body fit is not trustworthy (head-only crops, too few keypoints, a fit that does not reproject)
 the reconstructor runs template-free (GeneMAN's fallback); for partial photos (half body, head only)
-only what lies inside the photo's view frustum is kept: we reconstruct what is visible. Last, the colours
+only what lies inside the photo's view frustum (the photo itself, not the padding of its square crop)
+is kept: we reconstruct what is visible. Last, the colours
 are refined against the photo (humansplat.refine; ``refine_steps=0`` skips it).
 """
 
@@ -151,8 +152,8 @@ class Pipeline:
             gaussians = self.model(images, cams, anchors)[0]
             keep = gaussians.opacities >= MIN_OPACITY
             cropped = inputs.is_partial
-            if cropped:
-                keep &= _inside_view(gaussians.means, cams[0, 0], margin=0.02)
+            if cropped:  # what the photo shows: cut where the photo ends, not where the padded crop does
+                keep &= _inside_view(gaussians.means, cams[0, 0], inputs.photo_box, margin=0.005)
             gaussians = gaussians.select(keep)
         quality = {"input_view_psnr_db": photo_psnr(gaussians, cams[0], inputs.image)}
         if self.refine.steps > 0:
@@ -192,11 +193,13 @@ def _shift_world(cams: Cameras, centre: Tensor) -> Cameras:
     return Cameras(cams.K, cams.w2c @ T, cams.width, cams.height)
 
 
-def _inside_view(points: Tensor, camera: Cameras, margin: float) -> Tensor:
-    """(N,) mask of points that project inside ``camera``'s image (with a margin, a fraction of its size)."""
+def _inside_view(points: Tensor, camera: Cameras, box: tuple[float, float, float, float], margin: float) -> Tensor:
+    """(N,) mask of points in front of ``camera`` that project inside ``box`` (u0, v0, u1, v1) of its image,
+    grown by a margin (a fraction of the image size)."""
     uv, z = project_points(points, camera)
     m = margin * max(camera.width, camera.height)
-    return (z > 0) & (uv[:, 0] > -m) & (uv[:, 0] < camera.width + m) & (uv[:, 1] > -m) & (uv[:, 1] < camera.height + m)
+    u0, v0, u1, v1 = box
+    return (z > 0) & (uv[:, 0] > u0 - m) & (uv[:, 0] < u1 + m) & (uv[:, 1] > v0 - m) & (uv[:, 1] < v1 + m)
 
 
 def _file_hash(path: Path) -> str:

@@ -32,7 +32,7 @@ def _vertex_labels(device):
 def benchmark_subject(item: dict, vertex_labels, name: str) -> dict:
     """A benchmark item (input view + 36 orbit views, the input being orbit view 0) as the 36 orbit views,
     whose view 0 is then the input."""
-    out = {k: item[k][1:] for k in ("images", "masks", "labels")}
+    out = {k: item[k][1:] for k in ("images", "masks", "labels", "depths") if item.get(k) is not None}
     out.update(cameras=item["cameras"][1:], body_vertices=item["body_vertices"], vertex_labels=vertex_labels, name=name)
     return out
 

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run directory")
     p.add_argument("--max-steps", type=int, help="override max_steps")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="override time_budget_minutes")
+    p.add_argument("--lr", type=float, help="override the peak learning rate (lr), e.g. for a second fine-tuning stage")
     p.add_argument("--autoencoder", metavar="DIR", help="override the config's trained autoencoder directory")
     p.add_argument("--init-from", metavar="DIR", help="override the config's warm-start weights (init_from)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks per rank")
@@ -43,6 +44,8 @@ def run(args) -> int:
         raise UserError(f"init_from weights are missing: {config.init_from}")
     if args.time_budget is not None:
         config.time_budget_minutes = args.time_budget
+    if args.lr is not None:
+        config.lr = args.lr
     run_dir = Path(args.out) if args.out else Path("runs") / path.stem
     if (run_dir / "state.json").exists() and not args.resume:
         raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")

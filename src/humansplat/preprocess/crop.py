@@ -72,6 +72,14 @@ class Preprocessed:
         """True for half-body and head-only photos (legs, or everything below the shoulders, unseen)."""
         return self.framing != "full_body"
 
+    @property
+    def photo_box(self) -> tuple[float, float, float, float]:
+        """(u0, v0, u1, v1): where the photo itself lies in the crop, in crop pixels; the rest is padding."""
+        x0, y0, x1, y1 = self.crop_box
+        (W, H), S = self.original_size, self.resolution
+        sx, sy = S / (x1 - x0), S / (y1 - y0)
+        return max(0.0, -x0 * sx), max(0.0, -y0 * sy), min(float(S), (W - x0) * sx), min(float(S), (H - y0) * sy)
+
     def camera(self, distance: float = 2.5) -> Cameras:
         """The photo's camera in the project's world frame (batch of 1).
 

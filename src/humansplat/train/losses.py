@@ -21,6 +21,7 @@ class LossConfig:
     ssim: float = 0.2
     semantic: float = 0.1
     pixel_views: float = 0.0  # the input views once more, from the per-pixel Gaussians alone (they must explain what is seen)
+    pixel_depth: float = 0.0  # L1 (metres) of the per-pixel Gaussians' depth against the true surface (no streaks off it)
     lpips: float = 0.0  # used only when lpips_weights names a local file
     lpips_weights: str | None = None  # safetensors with our LPIPS-VGG layout (see LPIPS); never downloaded
     # hierarchical reweighting: pixel weight = weight of its ground-truth part (1 for classes not listed);
@@ -29,6 +30,26 @@ class LossConfig:
         "Face_Neck": 2.0, "Hair": 1.5, "Left_Hand": 2.0, "Right_Hand": 2.0,
         "Lower_Lip": 3.0, "Upper_Lip": 3.0, "Lower_Teeth": 3.0, "Upper_Teeth": 3.0, "Tongue": 3.0,
     })
+
+
+def pixel_depth_error(means: Tensor, w2c: Tensor, depths: Tensor, weights: Tensor | None = None, max_spread: float = 0.05) -> Tensor:
+    """Mean |camera depth of each per-pixel Gaussian - true depth of its pixel block| in metres, over the
+    blocks wholly on the subject whose true depth spreads less than ``max_spread`` (one surface, not an edge).
+
+    means (B, V*h*w, 3) in (view, row, column) order; w2c (B, V, 4, 4); depths (B, V, 1, H, W), 0 off the
+    subject, with H, W multiples of h, w; optional weights (B, V*h*w), e.g. the opacities."""
+    B, V = depths.shape[:2]
+    d = depths.flatten(0, 1).float()
+    h = round((means.shape[1] // V * d.shape[-2] / d.shape[-1]) ** 0.5)
+    w = means.shape[1] // V // h
+    k = (d.shape[-2] // h, d.shape[-1] // w)
+    lo, hi, mean = -F.max_pool2d(-d, k), F.max_pool2d(d, k), F.avg_pool2d(d, k)
+    valid = ((lo > 0) & (hi - lo < max_spread)).float()
+    if weights is not None:
+        valid = valid * weights.reshape(B * V, 1, h, w)
+    z = (means.reshape(B, V, h * w, 3) * w2c[:, :, None, 2, :3]).sum(-1) + w2c[:, :, None, 2, 3]
+    err = (z.reshape(B * V, 1, h, w) - mean).abs()
+    return (err * valid).sum() / valid.sum().clamp(min=1.0)
 
 
 def class_weight_table(weights: dict[str, float]) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from humansplat.gaussians import render
 from humansplat.reconstruct.model import Reconstructor
-from humansplat.train.losses import ReconstructionLoss
+from humansplat.train.losses import ReconstructionLoss, pixel_depth_error
 
 
 @dataclass
@@ -71,6 +71,10 @@ class ReconstructionStep(nn.Module):
                                                    None, first(target), first(masks), None if labels is None else first(labels))
                 loss = loss + self.loss.config.pixel_views * pixel_loss
                 logs["loss/pixel_views"], logs["metric/pixel_psnr"] = pixel_loss.detach(), pixel_logs["metric/psnr"]
+            if self.loss.config.pixel_depth > 0 and "depths" in batch:
+                depth_err = pixel_depth_error(gaussians.means[:, :n_pixel].float(), cameras.w2c[:, plan.inputs], batch["depths"][:, plan.inputs])
+                loss = loss + self.loss.config.pixel_depth * depth_err
+                logs["metric/pixel_depth_cm"] = 100 * depth_err.detach()
         logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
         logs["train/pixel_opacity"] = gaussians.opacity_logits[:, :n_pixel].detach().float().sigmoid().mean()
         return loss, logs, (rgb[:S].detach(), target[:S])
