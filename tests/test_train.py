@@ -164,19 +164,19 @@ def test_pixel_depth_error_on_two_planes():
     block = torch.nn.functional.avg_pool2d(depths[0], 2)[0, 0]  # true depth per block
     means = (d[0] * (block / d[0, ..., 2])[..., None]).reshape(1, 16, 3)
     w2c = cams.w2c[None]
-    assert float(pixel_depth_error(means, w2c, depths)) < 1e-6
+    assert float(pixel_depth_error(means, w2c, depths, 4)) < 1e-6
     shifted = means.reshape(4, 4, 3).clone()
     shifted[..., 2] += 0.1
-    assert abs(float(pixel_depth_error(shifted.reshape(1, 16, 3), w2c, depths)) - 0.1) < 1e-5
+    assert abs(float(pixel_depth_error(shifted.reshape(1, 16, 3), w2c, depths, 4)) - 0.1) < 1e-5
     wrong_off = means.reshape(4, 4, 3).clone()
     wrong_off[3, :, 2] += 5.0  # the off-subject row of blocks does not count
-    assert float(pixel_depth_error(wrong_off.reshape(1, 16, 3), w2c, depths)) < 1e-6
+    assert float(pixel_depth_error(wrong_off.reshape(1, 16, 3), w2c, depths, 4)) < 1e-6
     weights = torch.ones(1, 16)
     weights.reshape(4, 4)[0, 0] = 0.0
     bad = means.reshape(4, 4, 3).clone()
     bad[0, 0, 2] += 1.0  # a transparent Gaussian off the surface costs nothing when weighted
-    assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths, weights)) < 1e-6
-    assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths)) > 0.05
+    assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths, 4, weights)) < 1e-6
+    assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths, 4)) > 0.05
 
 
 def test_pixel_depth_term(tmp_path, one_subject):

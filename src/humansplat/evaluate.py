@@ -89,9 +89,9 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
         acc = ((pred == labels) & fgl).sum(dim=(1, 2)) / fgl.sum(dim=(1, 2)).clamp_min(1)
     depth_cm = None
     if subject.get("depths") is not None:
-        n_pixel = (model.config.image_size // model.config.gaussian_stride) ** 2
-        depth_cm = 100 * float(pixel_depth_error(gaussians.means[:, :n_pixel], input_cam.w2c, subject["depths"].to(device)[None, :1],
-                                                 gaussians.opacity_logits[:, :n_pixel].sigmoid()))  # fmt: skip
+        grid = model.config.pixel_grid
+        depth_cm = 100 * float(pixel_depth_error(gaussians.means[:, : grid**2], input_cam.w2c, subject["depths"].to(device)[None, :1], grid,
+                                                 gaussians.opacity_logits[:, : grid**2].sigmoid()))  # fmt: skip
     return SubjectResult(subject.get("name", "?"), psnr.cpu(), ss.cpu(), masked.cpu(),
                          None if inter is None else inter.cpu(), None if union is None else union.cpu(),
                          None if acc is None else acc.cpu(), t1 - t0, t2 - t1, depth_cm)

@@ -279,28 +279,24 @@ def _phenotype_coefficients(net, phenotype: Tensor) -> Tensor:
     def value(label: str) -> Tensor:  # phenotypes the model does not expose stay at 0.5
         return phenotype[:, labels.index(label)] if label in labels else phenotype.new_full((B,), 0.5)
 
-    weight: dict[str, Tensor] = {}
-    for feature, names in PHENOTYPE_VARIATIONS.items():
-        if feature == "race":
-            continue
-        anchors, v = net.anchors[feature], value(feature)
-        if not net.extrapolate_phenotypes:
-            v = torch.where(v < anchors[0], anchors[0], v)
-            v = torch.where(v > anchors[-1], anchors[-1], v)
-        upper = torch.searchsorted(anchors, v.contiguous()).clamp(1, len(anchors) - 1)
-        t = (v - anchors[upper - 1]) / (anchors[upper] - anchors[upper - 1])  # hat functions between anchors
-        slot = torch.arange(len(anchors), device=dev)
-        w = (slot == upper[:, None] - 1) * (1 - t)[:, None] + (slot == upper[:, None]) * t[:, None]
-        weight.update(zip(names, w.unbind(1), strict=True))
-    race = torch.stack([value(n) for n in PHENOTYPE_VARIATIONS["race"]], 1)
-    race = torch.nan_to_num(race / race.sum(1, keepdim=True), 1 / 3, 1 / 3, 1 / 3)
-    weight.update(zip(PHENOTYPE_VARIATIONS["race"], race.unbind(1), strict=True))
     # Blendshape k is the product of the variations mask[k] selects, at most one per feature: multiplied
     # feature by feature (torch.prod's backward checks for zeros on the host).
     mask, coefficients, start = net.stacked_phenotype_blend_shapes_mask, None, 0
-    for names in PHENOTYPE_VARIATIONS.values():  # the mask's columns, feature after feature
+    for feature, names in PHENOTYPE_VARIATIONS.items():  # the mask's columns, feature after feature
+        if feature == "race":  # proportions of the three, evenly split when all are 0
+            w = torch.stack([value(n) for n in names], 1)
+            w = torch.nan_to_num(w / w.sum(1, keepdim=True), 1 / 3, 1 / 3, 1 / 3)
+        else:  # hat functions between the feature's anchors
+            anchors, v = net.anchors[feature], value(feature)
+            if not net.extrapolate_phenotypes:
+                v = torch.where(v < anchors[0], anchors[0], v)
+                v = torch.where(v > anchors[-1], anchors[-1], v)
+            upper = torch.searchsorted(anchors, v.contiguous()).clamp(1, len(anchors) - 1)
+            t = (v - anchors[upper - 1]) / (anchors[upper] - anchors[upper - 1])
+            slot = torch.arange(len(anchors), device=dev)
+            w = (slot == upper[:, None] - 1) * (1 - t)[:, None] + (slot == upper[:, None]) * t[:, None]
         m = mask[:, start : start + len(names)]
-        factor = torch.stack([weight[n] for n in names], 1) @ m.T + (1 - m.sum(1))
+        factor = w @ m.T + (1 - m.sum(1))
         coefficients = factor if coefficients is None else coefficients * factor
         start += len(names)
     return coefficients

@@ -122,10 +122,10 @@ def solve_stage(problem: _Problem, level: int, robust: float, n_iter: int, unkno
     The solver for this shape is kept and reused."""
     graph = graph and unknowns[0].is_cuda
     kept: OrderedDict = problem.body.stage_solvers
-    key = (level, robust, graph, objective, unknowns[0].device, problem.scale, astuple(problem.cfg), id(problem.prior),
+    key = (level, robust, graph, objective, unknowns[0].device, problem.scale, astuple(problem.cfg), problem.prior,
            tuple(tuple(t.shape) for t in problem.tensors() + unknowns))  # fmt: skip
     solver = kept.get(key)
-    if solver is None or solver.problem.prior is not problem.prior:
+    if solver is None:
         solver = StageSolver(problem, level, robust, unknowns, base_angles, objective, graph)
         kept[key] = solver
         while len(kept) > MAX_KEPT:

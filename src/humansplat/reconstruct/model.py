@@ -85,6 +85,11 @@ class ReconstructorConfig:
         if self.window < 1:
             raise ValueError("window must be >= 1")
 
+    @property
+    def pixel_grid(self) -> int:
+        """Side of each input view's per-pixel Gaussian grid; those Gaussians come first, view by view."""
+        return self.image_size // self.gaussian_stride
+
 
 @dataclass
 class Anchors:

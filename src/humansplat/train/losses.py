@@ -32,23 +32,22 @@ class LossConfig:
     })
 
 
-def pixel_depth_error(means: Tensor, w2c: Tensor, depths: Tensor, weights: Tensor | None = None, max_spread: float = 0.05) -> Tensor:
+def pixel_depth_error(means: Tensor, w2c: Tensor, depths: Tensor, grid: int, weights: Tensor | None = None,
+                      max_spread: float = 0.05) -> Tensor:  # fmt: skip
     """Mean |camera depth of each per-pixel Gaussian - true depth of its pixel block| in metres, over the
     blocks wholly on the subject whose true depth spreads less than ``max_spread`` (one surface, not an edge).
 
-    means (B, V*h*w, 3) in (view, row, column) order; w2c (B, V, 4, 4); depths (B, V, 1, H, W), 0 off the
-    subject, with H, W multiples of h, w; optional weights (B, V*h*w), e.g. the opacities."""
+    means (B, V*grid*grid, 3) in (view, row, column) order; w2c (B, V, 4, 4); depths (B, V, 1, H, W), 0 off
+    the subject, with H, W multiples of grid; optional weights (B, V*grid*grid), e.g. the opacities."""
     B, V = depths.shape[:2]
     d = depths.flatten(0, 1).float()
-    h = round((means.shape[1] // V * d.shape[-2] / d.shape[-1]) ** 0.5)
-    w = means.shape[1] // V // h
-    k = (d.shape[-2] // h, d.shape[-1] // w)
+    k = (d.shape[-2] // grid, d.shape[-1] // grid)
     lo, hi, mean = -F.max_pool2d(-d, k), F.max_pool2d(d, k), F.avg_pool2d(d, k)
     valid = ((lo > 0) & (hi - lo < max_spread)).float()
     if weights is not None:
-        valid = valid * weights.reshape(B * V, 1, h, w)
-    z = (means.reshape(B, V, h * w, 3) * w2c[:, :, None, 2, :3]).sum(-1) + w2c[:, :, None, 2, 3]
-    err = (z.reshape(B * V, 1, h, w) - mean).abs()
+        valid = valid * weights.reshape(B * V, 1, grid, grid)
+    z = (means.reshape(B, V, grid * grid, 3) * w2c[:, :, None, 2, :3]).sum(-1) + w2c[:, :, None, 2, 3]
+    err = (z.reshape(B * V, 1, grid, grid) - mean).abs()
     return (err * valid).sum() / valid.sum().clamp(min=1.0)
 
 

@@ -61,7 +61,7 @@ class ReconstructionStep(nn.Module):
             labels = batch["labels"][:, plan.supervised].flatten(0, 1).long() if "labels" in batch else None
             loss, logs = self.loss(rgb, alpha, logits, target, masks, labels)
             c = self.model.config
-            n_pixel = len(plan.inputs) * (c.image_size // c.gaussian_stride) ** 2  # pixel Gaussians come first
+            n_pixel = len(plan.inputs) * c.pixel_grid**2  # pixel Gaussians come first
             if self.loss.config.pixel_views > 0:
                 # the input views from the pixel Gaussians alone: without it the anchors' Gaussians learn to
                 # explain everything and the pixel ones fade out (inputs come first among the supervised views)
@@ -72,7 +72,8 @@ class ReconstructionStep(nn.Module):
                 loss = loss + self.loss.config.pixel_views * pixel_loss
                 logs["loss/pixel_views"], logs["metric/pixel_psnr"] = pixel_loss.detach(), pixel_logs["metric/psnr"]
             if self.loss.config.pixel_depth > 0 and "depths" in batch:
-                depth_err = pixel_depth_error(gaussians.means[:, :n_pixel].float(), cameras.w2c[:, plan.inputs], batch["depths"][:, plan.inputs])
+                depth_err = pixel_depth_error(gaussians.means[:, :n_pixel].float(), cameras.w2c[:, plan.inputs], batch["depths"][:, plan.inputs],
+                                              c.pixel_grid)  # fmt: skip
                 loss = loss + self.loss.config.pixel_depth * depth_err
                 logs["metric/pixel_depth_cm"] = 100 * depth_err.detach()
         logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
