@@ -9,13 +9,13 @@ import torch
 
 from humansplat.cameras import Cameras, orbit_cameras, project_points
 from humansplat.gaussians import render
-from humansplat.reconstruct import (
+from humansplat.models import (
     AutoencoderConfig,
     Reconstructor,
     ReconstructorConfig,
     farthest_point_indices,
 )
-from humansplat.reconstruct.attention import WindowCrossAttention, window_indices
+from humansplat.models.attention import WindowCrossAttention, window_indices
 
 SIZE = 64
 
@@ -170,7 +170,7 @@ def test_load_rejects_mismatched_config(tmp_path):
     (tmp_path / "w" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="unknown keys"):
         Reconstructor.from_pretrained(tmp_path / "w")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="missing"):
         Reconstructor.from_pretrained(tmp_path / "nothing")
 
 
@@ -181,7 +181,7 @@ def test_body_anchors_need_a_template():
 
 
 def test_anchor_depth_map_takes_the_front_surface_and_fills_holes():
-    from humansplat.reconstruct.heads import anchor_depth_map
+    from humansplat.models.heads import anchor_depth_map
 
     # two layers of anchors over the left half of a 64 px view: front at z=2, back at z=3
     ys, xs = torch.meshgrid(torch.arange(4, 64, 8.0), torch.arange(2, 30, 8.0), indexing="ij")

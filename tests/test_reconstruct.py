@@ -21,12 +21,11 @@ OUTPUTS = {"gaussians.ply", "gaussians.splat", "turntable.mp4", "turntable.gif",
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     from humansplat.body import BodyModel, BodyParams
-    from humansplat.reconstruct import Reconstructor, ReconstructorConfig
-    from humansplat.reconstruct.io import config_from_dict
+    from humansplat.models import Reconstructor, ReconstructorConfig
 
     cfg = json.loads((ROOT / "configs" / "tiny.json").read_text())["model"]
     torch.manual_seed(0)
-    model = Reconstructor(config_from_dict(ReconstructorConfig, cfg, "tiny"))
+    model = Reconstructor(Reconstructor.config_from_dict(cfg, "tiny"))
     model.set_anchor_template(BodyModel.load()(BodyParams.neutral()).vertices[0])
     return model.save_pretrained(tmp_path_factory.mktemp("weights") / "tiny")
 

@@ -75,14 +75,13 @@ def test_hierarchical_weights_emphasise_face_and_hands():
 
 
 def tiny_config(tmp_path: Path, **kw):
-    from humansplat.reconstruct import Autoencoder, AutoencoderConfig
+    from humansplat.models import Autoencoder, AutoencoderConfig
     from humansplat.train.config import TrainConfig
-    from humansplat.train.trainer import save_autoencoder
 
     cfg = TrainConfig.load(ROOT / "configs" / "tiny.json")
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(**cfg.model["autoencoder"]))
-    save_autoencoder(ae, tmp_path / "ae")
+    ae.save_pretrained(tmp_path / "ae")
     cfg.autoencoder = str(tmp_path / "ae")
     for k, v in kw.items():
         setattr(cfg, k, v)
@@ -108,24 +107,79 @@ def test_tiny_model_overfits_one_subject(tmp_path, one_subject):
     assert first["loss/mse"] / last["loss/mse"] >= 10, (first, last)
     assert last["loss/total"] < first["loss/total"] / 3
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
-    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == trainer.cfg.max_steps
+    assert _newest_state(tmp_path / "run")["step"] == trainer.cfg.max_steps
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, one_subject):
-    from humansplat.reconstruct import Reconstructor
+    from humansplat.models import Reconstructor
     from humansplat.train.trainer import Trainer
 
     cfg = tiny_config(tmp_path, max_steps=4)
     t1 = Trainer(cfg, tmp_path / "run", device="cpu")
     t1.engine.sample = lambda batch_size, generator: one_subject
     t1.fit()
-    saved = Reconstructor.from_pretrained(tmp_path / "run" / "model")
+    saved = Reconstructor.from_pretrained(tmp_path / "run" / "checkpoints" / "step-00000004" / "model")
     t2 = Trainer(tiny_config(tmp_path, max_steps=6), tmp_path / "run", resume=True, device="cpu")
     assert t2.step == 4 and len(t2.optimizer.state) > 0
     assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), t2.model.state_dict().values()))
     t2.engine.sample = lambda batch_size, generator: one_subject
     t2.fit()
-    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 6
+    assert _newest_state(tmp_path / "run")["step"] == 6
+
+
+def _newest_state(run: Path) -> dict:
+    from humansplat.train.trainer import complete_checkpoints
+
+    return json.loads((complete_checkpoints(run)[0] / "state.json").read_text())
+
+
+def test_resume_skips_a_torn_checkpoint_and_cleans_leftovers(tmp_path, one_subject, capsys):
+    """A checkpoint whose files do not match its checksums (a kill mid-write, a bad disk) is passed over for
+    the last complete one; temporary folders of a killed run are removed; only keep_checkpoints are kept."""
+    from humansplat.train.trainer import Trainer, complete_checkpoints
+
+    run = tmp_path / "run"
+    for steps in (2, 4, 6):
+        t = Trainer(tiny_config(tmp_path, max_steps=steps, keep_checkpoints=2), run, resume=steps > 2, device="cpu")
+        t.engine.sample = lambda batch_size, generator: one_subject
+        t.fit()
+    assert [p.name for p in complete_checkpoints(run)] == ["step-00000006", "step-00000004"]
+    with open(run / "checkpoints" / "step-00000006" / "model" / "model.safetensors", "r+b") as f:
+        f.seek(200)
+        f.write(b"torn")
+    leftover = run / "checkpoints" / ".step-00000008.abc.tmp"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"partial")
+    t = Trainer(tiny_config(tmp_path, max_steps=8), run, resume=True, device="cpu")
+    assert t.step == 4 and "skipped incomplete or corrupt: step-00000006" in capsys.readouterr().out
+    assert not leftover.exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_non_zero(tmp_path, one_subject, monkeypatch):
+    import os
+    import signal
+
+    from humansplat.cli import main
+    from humansplat.train import trainer as trainer_module
+
+    real_step = trainer_module.Trainer.train_step
+
+    def step_then_term(self):
+        logs = real_step(self)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    from humansplat.data import SyntheticEngine
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", step_then_term)
+    monkeypatch.setattr(SyntheticEngine, "sample", lambda self, batch_size, generator: one_subject)
+    cfg = tiny_config(tmp_path)
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    code = main(["train", str(config_file), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert code == 128 + signal.SIGTERM
+    assert _newest_state(tmp_path / "run")["step"] == 3
 
 
 def test_pixel_view_term_trains_only_the_pixel_gaussians(tmp_path, one_subject):
@@ -198,14 +252,14 @@ def test_pixel_depth_term(tmp_path, one_subject):
 
 
 def test_warm_start_loads_weights_except_the_skipped_prefixes(tmp_path, one_subject):
-    from humansplat.reconstruct import Reconstructor
+    from humansplat.models import Reconstructor
     from humansplat.train.trainer import Trainer
 
     t1 = Trainer(tiny_config(tmp_path, max_steps=3), tmp_path / "first", device="cpu")
     t1.engine.sample = lambda batch_size, generator: one_subject
     t1.fit()
-    source = Reconstructor.from_pretrained(tmp_path / "first" / "model").state_dict()
-    cfg = tiny_config(tmp_path, init_from=str(tmp_path / "first" / "model"), init_skip=("pixel_head.out",), seed=5)
+    source = Reconstructor.from_pretrained(tmp_path / "first" / "checkpoints" / "step-00000003" / "model").state_dict()
+    cfg = tiny_config(tmp_path, init_from=str(tmp_path / "first" / "checkpoints" / "step-00000003" / "model"), init_skip=("pixel_head.out",), seed=5)
     t2 = Trainer(cfg, tmp_path / "second", device="cpu")
     own = t2.model.state_dict()
     assert t2.step == 0 and len(t2.optimizer.state) == 0  # a new run, not a resume
@@ -218,8 +272,7 @@ def test_warm_start_loads_weights_except_the_skipped_prefixes(tmp_path, one_subj
 def test_train_command_refuses_to_overwrite_a_run(tmp_path):
     from humansplat.cli import main
 
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "state.json").write_text("{}")
+    (tmp_path / "run" / "checkpoints" / "step-00000001").mkdir(parents=True)
     assert main(["train", str(ROOT / "configs" / "tiny.json"), "--out", str(tmp_path / "run")]) == 2
     assert main(["train", str(tmp_path / "missing.json")]) == 2
 

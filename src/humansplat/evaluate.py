@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from humansplat.gaussians import render
-from humansplat.reconstruct import Reconstructor
+from humansplat.models import Reconstructor
 from humansplat.train.losses import pixel_depth_error, ssim
 
 

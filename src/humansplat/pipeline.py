@@ -30,7 +30,7 @@ from humansplat.body.fit import FitConfig, FitResult, fit_body
 from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.preprocess import Preprocessed, preprocess
-from humansplat.reconstruct import Reconstructor
+from humansplat.models import Reconstructor
 from humansplat.refine import RefineConfig, photo_psnr, refine_colors
 from humansplat.utils import pick_device, seed_everything
 

@@ -41,7 +41,7 @@ def run(args) -> int:
     from humansplat.cli import UserError
     from humansplat.data.shards import ShardDataset
     from humansplat.evaluate import evaluate, format_table, write_json
-    from humansplat.reconstruct import Reconstructor
+    from humansplat.models import Reconstructor
     from humansplat.utils import pick_device, progress
 
     weights, data = Path(args.weights), Path(args.data)

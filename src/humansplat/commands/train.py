@@ -6,6 +6,7 @@ Multi-GPU: the same command under ``torchrun --nproc_per_node N -m humansplat tr
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -27,7 +28,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from humansplat.cli import UserError
     from humansplat.train.config import TrainConfig
-    from humansplat.train.trainer import Trainer
+    from humansplat.train.tasks import TASKS
+    from humansplat.train.trainer import CHECKPOINTS, CheckpointError, Trainer
 
     path = Path(args.config)
     if not path.is_file():
@@ -47,13 +49,22 @@ def run(args) -> int:
     if args.lr is not None:
         config.lr = args.lr
     run_dir = Path(args.out) if args.out else Path("runs") / path.stem
-    if (run_dir / "state.json").exists() and not args.resume:
+    has_run = any((run_dir / CHECKPOINTS).glob("step-*"))
+    if has_run and not args.resume:
         raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
-    if args.resume and not (run_dir / "state.json").exists():
-        raise UserError(f"--resume: no checkpoint in {run_dir}")
-    if config.phase == "reconstructor" and (not config.autoencoder or not Path(config.autoencoder, "model.safetensors").is_file()):
+    if args.resume and not has_run:
+        raise UserError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}")
+    if TASKS[config.task].needs_autoencoder and (not config.autoencoder or not Path(config.autoencoder, "model.safetensors").is_file()):
         raise UserError(f"the autoencoder named by the config is missing: {config.autoencoder} (train it first)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    export = Trainer(config, run_dir, resume=args.resume, max_steps=args.max_steps, device=args.device).fit()
+    try:
+        trainer = Trainer(config, run_dir, resume=args.resume, max_steps=args.max_steps, device=args.device)
+    except (CheckpointError, ValueError) as e:
+        raise UserError(" ".join(str(e).split())) from None
+    export = trainer.fit()
+    if trainer.stop_signal is not None:
+        print(f"stopped by signal {trainer.stop_signal} at step {trainer.step}: checkpoint saved in {run_dir / CHECKPOINTS} "
+              f"(continue with --resume)", file=sys.stderr)
+        return 128 + trainer.stop_signal
     print(f"weights: {export}")
     return 0

@@ -23,6 +23,7 @@ from torch.profiler import record_function
 from humansplat.body import BodyModel, BodyParams
 from humansplat.body.parts import CLASS_ID
 from humansplat.cameras import Cameras
+from humansplat.config import from_dict, to_dict
 from humansplat.data import views as vw
 from humansplat.data.device import constant, to_device
 from humansplat.data.dressing import BodySurface, body_surfels
@@ -72,13 +73,12 @@ class EngineConfig:
         return self.detail or max(0.02, (self.resolution / 512) ** 2)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     @staticmethod
-    def from_dict(d: dict) -> "EngineConfig":
-        known = {f.name for f in dataclasses.fields(EngineConfig)}
-        tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
-        return EngineConfig(**tuples)
+    def from_dict(d: dict, where: str = "data") -> "EngineConfig":
+        """Strict (humansplat.config): an unknown key or a wrong type is an error, not silently dropped."""
+        return from_dict(EngineConfig, d, where)
 
 
 @dataclass

@@ -1,24 +1,24 @@
-"""Training configuration: one JSON file in ``configs/`` per run (configs as data)."""
+"""Training configuration: one JSON file in ``configs/`` per run (configs as data; a file may ``"extends"`` another)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
-from humansplat.reconstruct.io import config_from_dict, config_to_dict
+from humansplat.config import from_dict, load_config_file, to_dict
 from humansplat.train.losses import LossConfig
+
+PATH_FIELDS = ("autoencoder", "init_from")  # directories named relative to the config file
 
 
 @dataclass
 class TrainConfig:
     name: str = "main"
-    phase: str = "reconstructor"  # "autoencoder" trains the VAE; "reconstructor" the transformer on a frozen VAE
-    model: dict = field(default_factory=dict)  # ReconstructorConfig (or AutoencoderConfig) fields
+    task: str = "reconstructor"  # a key of humansplat.train.tasks.TASKS: what is trained
+    model: dict = field(default_factory=dict)  # the task's model config fields (e.g. ReconstructorConfig)
     data: dict = field(default_factory=dict)  # humansplat.data.EngineConfig fields
-    autoencoder: str | None = None  # trained autoencoder directory (reconstructor phase), relative to the config file
-    init_from: str | None = None  # reconstructor weights to start from (a warm start, not a resume), relative to the config file
+    autoencoder: str | None = None  # trained autoencoder directory (latent-space tasks), relative to the config file
+    init_from: str | None = None  # weights to start from (a warm start, not a resume), relative to the config file
     init_skip: tuple[str, ...] = ()  # parameter-name prefixes that keep their fresh initialisation on a warm start
     loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 4  # per GPU
@@ -33,35 +33,35 @@ class TrainConfig:
     input_view_probs: tuple[float, ...] = (0.6, 0.15, 0.15, 0.1)  # P(1 input view), P(2), ...
     supervise_views: int = 8  # rendered and supervised per sample (the input views always among them)
     body_anchor_dropout: float = 0.2  # body-prior models: share of steps on template-free anchors (the fallback)
-    kl_weight: float = 1e-6  # autoencoder phase
+    kl_weight: float = 1e-6  # autoencoder task
     amp: str = "bf16"  # "bf16" or "none"
     seed: int = 0
     log_every: int = 25
     image_every: int = 500
     checkpoint_minutes: float = 1.0
+    keep_checkpoints: int = 2  # complete checkpoints kept in the run directory (older ones are removed)
     render_backend: str = "auto"
 
-    __nested__: ClassVar[dict[str, type]] = {"loss": LossConfig}
-
     def __post_init__(self) -> None:
-        if isinstance(self.loss, dict):
-            self.loss = config_from_dict(LossConfig, self.loss, "loss")
-        if self.phase not in ("autoencoder", "reconstructor"):
-            raise ValueError(f"phase must be 'autoencoder' or 'reconstructor', got {self.phase!r}")
+        from humansplat.train.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
         if self.amp not in ("bf16", "none"):
             raise ValueError(f"amp must be 'bf16' or 'none', got {self.amp!r}")
         if abs(sum(self.input_view_probs) - 1) > 1e-6:
             raise ValueError("input_view_probs must sum to 1")
+        if self.keep_checkpoints < 1:
+            raise ValueError("keep_checkpoints must be >= 1")
 
     @staticmethod
     def load(path: str | Path) -> TrainConfig:
         path = Path(path)
-        cfg = config_from_dict(TrainConfig, json.loads(path.read_text()), str(path))
-        if cfg.autoencoder and not Path(cfg.autoencoder).is_absolute():
-            cfg.autoencoder = str((path.parent / cfg.autoencoder).resolve())
-        if cfg.init_from and not Path(cfg.init_from).is_absolute():
-            cfg.init_from = str((path.parent / cfg.init_from).resolve())
-        return cfg
+        data = load_config_file(path)
+        for key in PATH_FIELDS:
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str((path.parent / data[key]).resolve())
+        return from_dict(TrainConfig, data, str(path))
 
     def to_dict(self) -> dict:
-        return config_to_dict(self)
+        return to_dict(self)

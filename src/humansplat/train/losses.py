@@ -122,7 +122,7 @@ class LPIPS(nn.Module):
     def from_file(cls, path: str | Path) -> LPIPS:
         from safetensors.torch import load_file
 
-        from humansplat.reconstruct.io import load_checked
+        from humansplat.models.base import load_checked
 
         path = Path(path)
         if not path.is_file():

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from humansplat.gaussians import render
-from humansplat.reconstruct.model import Reconstructor
+from humansplat.models.reconstructor import Reconstructor
 from humansplat.train.losses import ReconstructionLoss, pixel_depth_error
 
 

@@ -1,16 +1,20 @@
 """The training loop: synthetic batches made on the fly on the GPU, bf16 autocast, AdamW with warmup + cosine,
-gradient clipping, atomic checkpoints with resume, TensorBoard, and DDP under ``torchrun`` (each rank seeds
-its own engine, so no sampler is needed).
+gradient clipping, checkpoints with resume, TensorBoard, and DDP under ``torchrun`` (each rank seeds its own
+engine, so no sampler is needed). What is trained is the config's ``task`` (humansplat.train.tasks).
 
-Run directory layout: ``model/`` (fp32 model directory), ``optimizer.pt`` (optimiser state, never shipped),
-``state.json`` (step, elapsed time, config), ``export/`` (fp16 model directory, what gets shipped), ``tb/``.
+Run directory layout: ``checkpoints/step-NNNNNNNN/`` (one directory per checkpoint, renamed into place only
+when complete: ``model/`` fp32 weights, ``optimizer.pt``, ``export/`` fp16 weights, ``state.json`` with the
+step, config and checksums, written last), ``export/`` (a copy of the newest checkpoint's fp16 weights: what
+gets shipped), ``log.txt``, ``tb/``. ``--resume`` takes the newest checkpoint whose checksums hold.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from contextlib import nullcontext
@@ -20,33 +24,52 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from humansplat.body import BodyModel, BodyParams
-from humansplat.reconstruct.autoencoder import Autoencoder, AutoencoderConfig
-from humansplat.reconstruct.io import (
-    config_from_dict,
-    config_to_dict,
-    load_checked,
-    load_model_dir,
-    save_model_dir,
-)
-from humansplat.reconstruct.model import MODEL_TYPE, Reconstructor, ReconstructorConfig
+from humansplat.body import BodyModel
+from humansplat.models import WeightsError, load_checked, read_model_dir
 from humansplat.train.config import TrainConfig
-from humansplat.train.losses import ReconstructionLoss
-from humansplat.train.step import ReconstructionStep, sample_views
-from humansplat.utils import atomic_path, pick_device, progress
+from humansplat.train.tasks import TASKS
+from humansplat.utils import atomic_dir, pick_device, progress
 
-AE_TYPE = "humansplat-autoencoder"
-
-
-def load_autoencoder(directory: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
-    config, state = load_model_dir(directory, AE_TYPE)
-    ae = Autoencoder(config_from_dict(AutoencoderConfig, config, f"{directory}/config.json"))
-    load_checked(ae, state, str(directory))
-    return ae.to(device).eval()
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.json"
+CHECKSUMMED = ("model/model.safetensors", "model/config.json", "optimizer.pt")
 
 
-def save_autoencoder(ae: Autoencoder, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-    return save_model_dir(directory, ae.state_dict(), {"model_type": AE_TYPE, **config_to_dict(ae.config)}, dtype)
+class CheckpointError(ValueError):
+    """No complete checkpoint to resume from."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint directories whose files match the checksums in their state.json, newest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    found = []
+    for d in sorted(root.glob("step-*"), reverse=True) if root.is_dir() else []:
+        try:
+            state = json.loads((d / STATE_FILE).read_text())
+            if all(_sha256(d / name) == state["sha256"][name] for name in CHECKSUMMED):
+                found.append(d)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def clean_leftovers(run_dir: str | Path) -> list[Path]:
+    """Remove temporary checkpoint folders and files that a killed run of ours left behind."""
+    run_dir = Path(run_dir)
+    removed = []
+    for pattern in (f"{CHECKPOINTS}/.step-*.tmp", ".export.*.tmp", ".export.*.old"):
+        for p in run_dir.glob(pattern):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 class Trainer:
@@ -70,19 +93,21 @@ class Trainer:
             self.rank, self.world = 0, 1
             self.device = pick_device(device)
         self.main = self.rank == 0
+        if self.main:
+            clean_leftovers(self.run_dir)
         torch.manual_seed(config.seed + self.rank)
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)  # the engine draws on the CPU
         self.cpu_gen = torch.Generator().manual_seed(config.seed * 1000 + self.rank + 7)
 
         from humansplat.data import EngineConfig, SyntheticEngine
 
-        self.engine = SyntheticEngine(config_from_dict(EngineConfig, dict(config.data), "data"), self.device)
+        self.engine = SyntheticEngine(EngineConfig.from_dict(dict(config.data)), self.device)
         self.body = getattr(self.engine, "body", None) or BodyModel.load(self.device)
         self.step, self.elapsed, self.warmup_from = 0, 0.0, 0
-        if config.phase == "autoencoder":
-            self.model: nn.Module = Autoencoder(config_from_dict(AutoencoderConfig, dict(config.model), "model"))
-        else:
-            self.model = self._build_reconstructor()
+        self.task = TASKS[config.task](config, self.body, self.device, self.main)
+        self.model = self.task.build_model()
+        if config.init_from:
+            self.task.warm_start(self.model, config.init_from, config.init_skip)
         self.model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.params = params  # a list, so clipping sees every parameter on every step
@@ -91,49 +116,17 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=tuple(config.betas), fused=self.device.type == "cuda")
+        self.resumed_from: Path | None = None
         if resume:
             self._load_checkpoint()
-        self.step_module = None
-        if config.phase == "reconstructor":
-            loss = ReconstructionLoss(config.loss).to(self.device)
-            self.step_module = ReconstructionStep(self.model, loss, config.render_backend, self.body.vertex_labels.to(self.device))
-        self.wrapped: nn.Module = self.step_module if self.step_module is not None else self.model
+        self.wrapped: nn.Module = self.task.step_module(self.model)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.wrapped, device_ids=ids)
         self.writer = self._tensorboard() if self.main else None
-        self.stop_requested = False
+        self.stop_signal: int | None = None  # set by SIGTERM: save a checkpoint, then stop
+        self.last_render = None
         self.history: list[dict[str, float]] = []  # the logged means, one entry per log_every steps
-
-    # ---- setup ----
-    def _build_reconstructor(self) -> Reconstructor:
-        cfg = self.cfg
-        model = Reconstructor(config_from_dict(ReconstructorConfig, dict(cfg.model), "model"))
-        if cfg.autoencoder is None:
-            raise ValueError("reconstructor phase needs 'autoencoder': a trained autoencoder directory")
-        ae = load_autoencoder(cfg.autoencoder)
-        if config_to_dict(ae.config) | {"scale": 0} != config_to_dict(model.config.autoencoder) | {"scale": 0}:
-            raise ValueError(f"autoencoder at {cfg.autoencoder} does not match model.autoencoder in the config")
-        model.load_encoder(ae.state_dict(), ae.config.scale)
-        if model.config.anchor_mode == "body":
-            with torch.no_grad():
-                template = self.body(BodyParams.neutral(1, device=self.device)).vertices[0]
-            model.set_anchor_template(template)
-        if cfg.init_from:
-            self._warm_start(model, cfg.init_from, cfg.init_skip)
-        return model
-
-    def _warm_start(self, model: Reconstructor, directory: str, skip: tuple[str, ...]) -> None:
-        """Start from other reconstructor weights; tensors under the ``skip`` prefixes stay freshly initialised.
-        The rest must match in name and shape (a different architecture is an error, not a partial load)."""
-        _, state = load_model_dir(directory, MODEL_TYPE)
-        own = model.state_dict()
-        fresh = {k for k in own if k.startswith(tuple(skip))}
-        if skip and not fresh:
-            raise ValueError(f"init_skip {list(skip)} names no parameter of the model")
-        load_checked(model, {**{k: v for k, v in state.items() if k not in fresh}, **{k: own[k] for k in fresh}}, directory)
-        if self.main:
-            print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'})")
 
     def _tensorboard(self):
         try:
@@ -144,45 +137,45 @@ class Trainer:
         return SummaryWriter(str(self.run_dir / "tb"))
 
     # ---- checkpoints ----
-    def _core(self) -> nn.Module:
-        return self.model
-
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> Path | None:
+        """One directory per checkpoint, complete or absent; the newest ``keep_checkpoints`` are kept."""
+        self.task.finish(self.model, self.engine)
         if not self.main:
-            return
-        model = self._core()
-        if isinstance(model, Reconstructor):
-            model.save_pretrained(self.run_dir / "model")
-            model.save_pretrained(self.run_dir / "export", dtype=torch.float16)
-        else:
-            save_autoencoder(model, self.run_dir / "model")
-            save_autoencoder(model, self.run_dir / "export", dtype=torch.float16)
-        with atomic_path(self.run_dir / "optimizer.pt") as tmp:
-            torch.save(self.optimizer.state_dict(), tmp)
-        state = {"step": self.step, "elapsed_s": self.elapsed, "world_size": self.world, "config": self.cfg.to_dict()}
-        with atomic_path(self.run_dir / "state.json") as tmp:
-            tmp.write_text(json.dumps(state, indent=2))
+            return None
+        root = self.run_dir / CHECKPOINTS
+        final = root / f"step-{self.step:08d}"
+        with atomic_dir(final) as tmp:
+            self.model.save_pretrained(tmp / "model")
+            self.model.save_pretrained(tmp / "export", dtype=torch.float16)
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            state = {"step": self.step, "elapsed_s": self.elapsed, "world_size": self.world, "config": self.cfg.to_dict(),
+                     "sha256": {name: _sha256(tmp / name) for name in CHECKSUMMED}}
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))  # last: a checkpoint without it is incomplete
+        for old in complete_checkpoints(self.run_dir)[self.cfg.keep_checkpoints:]:
+            shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(self.run_dir / "export") as tmp:
+            shutil.copytree(final / "export", tmp, dirs_exist_ok=True)
+        return final
 
     def _load_checkpoint(self) -> None:
-        state_path = self.run_dir / "state.json"
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir} (state.json missing)")
-        state = json.loads(state_path.read_text())
-        model_type = AE_TYPE if self.cfg.phase == "autoencoder" else MODEL_TYPE
-        config, weights = load_model_dir(self.run_dir / "model", model_type)
-        load_checked(self.model, weights, str(self.run_dir / "model"))
-        if isinstance(self.model, Reconstructor):
-            self.model.config.autoencoder.scale = float(config["autoencoder"]["scale"])
-        else:
-            self.model.config.scale = float(config["scale"])
-        opt_path = self.run_dir / "optimizer.pt"
-        if opt_path.is_file():
-            self.optimizer.load_state_dict(torch.load(opt_path, map_location=self.device, weights_only=True))
+        found = complete_checkpoints(self.run_dir)
+        if not found:
+            raise CheckpointError(f"--resume: no complete checkpoint in {self.run_dir / CHECKPOINTS}")
+        ckpt = found[0]
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        try:
+            config, weights = read_model_dir(ckpt / "model", self.model.model_type)
+        except WeightsError as e:
+            raise CheckpointError(f"--resume: {e}") from None
+        load_checked(self.model, weights, str(ckpt / "model"))
+        self.model.config = self.model.config_from_dict(config, str(ckpt / "model"))  # data-set constants (latent scale)
+        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=True))
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
-        if not opt_path.is_file():  # e.g. resumed from shipped weights: fresh moments, warm up again
-            self.warmup_from = self.step
-            if self.main:
-                print(f"resume: {opt_path} missing, optimiser state starts fresh (learning rate warms up again)")
+        self.resumed_from = ckpt
+        if self.main:
+            skipped = sorted(p.name for p in (self.run_dir / CHECKPOINTS).glob("step-*") if p.name > ckpt.name)
+            note = f" (skipped incomplete or corrupt: {', '.join(skipped)})" if skipped else ""
+            print(f"resume from {ckpt} at step {self.step}{note}")
 
     # ---- schedule ----
     def progress_fraction(self) -> float:
@@ -200,7 +193,7 @@ class Trainer:
         return lr * min(1.0, (since + 1) / max(1, cfg.warmup_steps))
 
     def _should_stop(self) -> bool:
-        done = self.step >= self.cfg.max_steps or self.progress_fraction() >= 1.0 or self.stop_requested
+        done = self.step >= self.cfg.max_steps or self.progress_fraction() >= 1.0 or self.stop_signal is not None
         if self.distributed:  # every rank stops at the same step
             flag = torch.tensor(float(done), device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -212,14 +205,9 @@ class Trainer:
         cfg = self.cfg
         batch = self.engine.sample(cfg.batch_size, self.generator)
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" else nullcontext()
-        if cfg.phase == "autoencoder":
-            images = batch["images"].flatten(0, 1)
-            with amp:
-                loss, logs = self.wrapped(images, cfg.kl_weight)  # Autoencoder.forward is its loss (DDP-safe)
-            logs = {k: torch.tensor(v) for k, v in logs.items()}
-        else:
-            views = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, self.cpu_gen)
-            loss, logs, self.last_render = self.wrapped(batch, views, amp)
+        loss, logs, preview = self.task.loss(self.wrapped, batch, amp, self.cpu_gen)
+        if preview is not None:
+            self.last_render = preview
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
@@ -232,8 +220,10 @@ class Trainer:
         return logs
 
     def fit(self) -> Path:
+        """Train until the step or time budget ends, or a SIGTERM arrives (then ``stop_signal`` is set);
+        either way the last state is saved. Returns the exported (fp16) weights' directory."""
         cfg = self.cfg
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+        signal.signal(signal.SIGTERM, lambda signum, _frame: setattr(self, "stop_signal", signum))
         self.model.train()
         last_ckpt = time.monotonic()
         bar = progress(total=cfg.max_steps, desc=f"train {cfg.name}", disable=None if self.main else True)
@@ -256,11 +246,9 @@ class Trainer:
                 self._log_images()
             bar.update(1)
             if time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
-                self._finish_autoencoder_scale()
                 self.save_checkpoint()
                 last_ckpt = time.monotonic()
         bar.close()
-        self._finish_autoencoder_scale()
         self.save_checkpoint()
         if self.writer is not None:
             self.writer.close()
@@ -279,20 +267,8 @@ class Trainer:
                 self.writer.add_scalar(k, v, self.step)
 
     def _log_images(self) -> None:
-        if self.cfg.phase != "reconstructor" or getattr(self, "last_render", None) is None:
+        if self.last_render is None:
             return
         pred, target = self.last_render  # (V,3,H,W) each, first sample
         grid = torch.cat([torch.cat(list(target), -1), torch.cat(list(pred), -1)], -2).clamp(0, 1)
         self.writer.add_image("views/target_top_prediction_bottom", grid.float().cpu(), self.step)
-
-    @torch.no_grad()
-    def _finish_autoencoder_scale(self) -> None:
-        """Autoencoder phase: set the latent scale to 1 / std of latents over a few fresh batches (rank 0's is saved)."""
-        if self.cfg.phase != "autoencoder":
-            return
-        was_training = self.model.training
-        self.model.eval()
-        lat = [self.model.posterior(self.engine.sample(self.cfg.batch_size, self.generator)["images"].flatten(0, 1))[0] for _ in range(2)]
-        std = torch.cat([x.flatten() for x in lat]).float().std().clamp_min(1e-4)
-        self.model.config.scale = float(1.0 / std)
-        self.model.train(was_training)

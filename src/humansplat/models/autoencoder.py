@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from humansplat.models.base import PretrainedModel, register
+
 
 @dataclass
 class AutoencoderConfig:
@@ -66,8 +68,12 @@ def encode_mean(encoder: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
     return mean, logvar.clamp(-30, 20)
 
 
-class Autoencoder(nn.Module):
+@register
+class Autoencoder(PretrainedModel):
     """Encoder + decoder; the reconstructor keeps only ``encoder`` (same parameter names, ``encoder.*``)."""
+
+    model_type = "humansplat-autoencoder"
+    config_class = AutoencoderConfig
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__()

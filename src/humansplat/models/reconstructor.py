@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,23 +23,14 @@ from torch import Tensor, nn
 
 from humansplat.cameras import Cameras, plucker_rays, project_points
 from humansplat.gaussians import Gaussians
-from humansplat.reconstruct.attention import CrossBlock, SelfBlock, WindowCrossAttention
-from humansplat.reconstruct.autoencoder import (
+from humansplat.models.attention import CrossBlock, SelfBlock, WindowCrossAttention
+from humansplat.models.autoencoder import (
     AutoencoderConfig,
     build_encoder,
     encode_mean,
 )
-from humansplat.reconstruct.heads import AnchorHead, PixelHead, PixelSkip, anchor_depth_map, fourier_embed
-from humansplat.reconstruct.io import (
-    config_from_dict,
-    config_to_dict,
-    load_checked,
-    load_model_dir,
-    save_model_dir,
-)
-
-MODEL_TYPE = "humansplat-reconstructor"
-
+from humansplat.models.heads import AnchorHead, PixelHead, PixelSkip, anchor_depth_map, fourier_embed
+from humansplat.models.base import PretrainedModel, load_checked, register
 
 @dataclass
 class ReconstructorConfig:
@@ -70,11 +59,7 @@ class ReconstructorConfig:
     anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
 
-    __nested__: ClassVar[dict[str, type]] = {"autoencoder": AutoencoderConfig}
-
     def __post_init__(self) -> None:
-        if isinstance(self.autoencoder, dict):
-            self.autoencoder = config_from_dict(AutoencoderConfig, self.autoencoder, "autoencoder")
         if self.anchor_mode not in ("body", "template_free"):
             raise ValueError(f"anchor_mode must be 'body' or 'template_free', got {self.anchor_mode!r}")
         token_px = self.autoencoder.downsample * self.patch_size
@@ -179,7 +164,11 @@ class InteractionBlock(nn.Module):
         return img, self.anchor_self(anc)
 
 
-class Reconstructor(nn.Module):
+@register
+class Reconstructor(PretrainedModel):
+    model_type = "humansplat-reconstructor"
+    config_class = ReconstructorConfig
+
     def __init__(self, config: ReconstructorConfig):
         super().__init__()
         self.config = c = config
@@ -304,14 +293,3 @@ class Reconstructor(nn.Module):
         enc = {k[len("encoder."):]: v for k, v in autoencoder_state.items() if k.startswith("encoder.")}
         load_checked(self.encoder, enc, "autoencoder encoder")
         self.config.autoencoder.scale = float(scale)
-
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        cfg = {"model_type": MODEL_TYPE, **config_to_dict(self.config)}
-        return save_model_dir(directory, self.state_dict(), cfg, dtype)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Reconstructor:
-        config, state = load_model_dir(directory, MODEL_TYPE)
-        model = cls(config_from_dict(ReconstructorConfig, config, f"{directory}/config.json"))
-        load_checked(model, state, str(directory))
-        return model.to(device).eval()

@@ -1,0 +1,116 @@
+"""What can be trained: one ``Task`` per model kind, so the trainer has no branch on what it trains.
+
+A task builds its model from the training config, wraps it in the module DDP sees (``step_module``), and turns
+one engine batch into (loss, logs, preview). ``TASKS`` maps the config's ``task`` to its class; a new model
+kind (e.g. the novel-view generator) adds a task here.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from humansplat.body import BodyModel, BodyParams
+from humansplat.config import to_dict
+from humansplat.models import Autoencoder, AutoencoderConfig, PretrainedModel, Reconstructor, ReconstructorConfig, load_checked, read_model_dir
+from humansplat.train.config import TrainConfig
+from humansplat.train.losses import ReconstructionLoss
+from humansplat.train.step import ReconstructionStep, sample_views
+
+Preview = tuple[Tensor, Tensor] | None  # (prediction, target) images (V, 3, H, W) of the first sample
+
+
+class Task:
+    name: ClassVar[str]
+    needs_autoencoder: ClassVar[bool] = False
+
+    def __init__(self, config: TrainConfig, body: BodyModel, device: torch.device, main: bool = True):
+        self.cfg, self.body, self.device, self.main = config, body, device, main
+
+    def build_model(self) -> PretrainedModel:
+        raise NotImplementedError
+
+    def step_module(self, model: PretrainedModel) -> nn.Module:
+        """The module whose ``forward`` computes the loss (what DDP wraps); the model itself by default."""
+        return model
+
+    def loss(self, wrapped: nn.Module, batch: dict, amp, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor], Preview]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def finish(self, model: PretrainedModel, engine) -> None:
+        """Called before every checkpoint (e.g. to set data-dependent constants)."""
+
+    def warm_start(self, model: PretrainedModel, directory: str, skip: tuple[str, ...]) -> None:
+        """Start from other weights of the same kind; tensors under the ``skip`` prefixes stay freshly initialised.
+        The rest must match in name and shape (a different architecture is an error, not a partial load)."""
+        _, state = read_model_dir(directory, model.model_type)
+        own = model.state_dict()
+        fresh = {k for k in own if k.startswith(tuple(skip))}
+        if skip and not fresh:
+            raise ValueError(f"init_skip {list(skip)} names no parameter of the model")
+        load_checked(model, {**{k: v for k, v in state.items() if k not in fresh}, **{k: own[k] for k in fresh}}, directory)
+        if self.main:
+            print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'})")
+
+    def load_frozen_autoencoder(self, expected: AutoencoderConfig) -> Autoencoder:
+        """The trained autoencoder named by the config, checked against the model's autoencoder config."""
+        if self.cfg.autoencoder is None:
+            raise ValueError(f"task {self.name!r} needs 'autoencoder': a trained autoencoder directory")
+        ae = Autoencoder.from_pretrained(self.cfg.autoencoder)
+        if to_dict(ae.config) | {"scale": 0} != to_dict(expected) | {"scale": 0}:
+            raise ValueError(f"autoencoder at {self.cfg.autoencoder} does not match model.autoencoder in the config")
+        return ae
+
+
+class AutoencoderTask(Task):
+    name = "autoencoder"
+
+    def build_model(self) -> Autoencoder:
+        return Autoencoder(Autoencoder.config_from_dict(dict(self.cfg.model), "model"))
+
+    def loss(self, wrapped, batch, amp, gen):
+        with amp:
+            loss, logs = wrapped(batch["images"].flatten(0, 1), self.cfg.kl_weight)  # Autoencoder.forward is its loss
+        return loss, {k: torch.tensor(v) for k, v in logs.items()}, None
+
+    @torch.no_grad()
+    def finish(self, model: Autoencoder, engine) -> None:
+        """Set the latent scale to 1 / std of latents over a few fresh batches (rank 0's is saved)."""
+        was_training = model.training
+        model.eval()
+        gen = torch.Generator().manual_seed(self.cfg.seed + 12345)
+        lat = [model.posterior(engine.sample(self.cfg.batch_size, gen)["images"].flatten(0, 1))[0] for _ in range(2)]
+        std = torch.cat([x.flatten() for x in lat]).float().std().clamp_min(1e-4)
+        model.config.scale = float(1.0 / std)
+        model.train(was_training)
+
+
+class ReconstructorTask(Task):
+    name = "reconstructor"
+    needs_autoencoder = True
+
+    def build_model(self) -> Reconstructor:
+        model = Reconstructor(Reconstructor.config_from_dict(dict(self.cfg.model), "model"))
+        ae = self.load_frozen_autoencoder(model.config.autoencoder)
+        model.load_encoder(ae.state_dict(), ae.config.scale)
+        if model.config.anchor_mode == "body":
+            with torch.no_grad():
+                template = self.body(BodyParams.neutral(1, device=self.device)).vertices[0]
+            model.set_anchor_template(template)
+        return model
+
+    def step_module(self, model: Reconstructor) -> nn.Module:
+        loss = ReconstructionLoss(self.cfg.loss).to(self.device)
+        return ReconstructionStep(model, loss, self.cfg.render_backend, self.body.vertex_labels.to(self.device))
+
+    def loss(self, wrapped, batch, amp, gen):
+        cfg = self.cfg
+        views = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, gen)
+        return wrapped(batch, views, amp)
+
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (AutoencoderTask, ReconstructorTask)}
+__all__ = ["TASKS", "Task", "AutoencoderTask", "ReconstructorTask", "ReconstructorConfig"]
