@@ -39,7 +39,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from humansplat.commands.reconstruct import write_outputs
+    from humansplat.outputs import write_result
     from humansplat.pipeline import Pipeline
 
     images = args.images or [DEFAULT_PHOTO]
@@ -68,7 +68,7 @@ def main() -> int:
         writes = float("nan")
         if not args.no_outputs:
             t = time.perf_counter()
-            write_outputs(r, pipe, Path("/tmp/humansplat-bench") / r.name, frames=48, size=512)
+            write_result(r, Path("/tmp/humansplat-bench") / r.name, pipe)
             writes = time.perf_counter() - t
         med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
         rows.append((r.name, r.structure_prior, r.gaussians.num, med, writes))

@@ -14,7 +14,8 @@ pytest.importorskip("mediapipe")
 pytest.importorskip("anny")
 
 from humansplat.cli import main
-from humansplat.commands import fit as fit_cmd
+from humansplat.pipeline import stages
+from humansplat.preprocess.crop import CAMERA_DISTANCE
 from humansplat.commands import common
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
@@ -45,12 +46,12 @@ def batch(tmp_path_factory):
     (d / "empty.jpg").write_bytes(b"")
     photo = d / "person.png"
     photo.write_bytes(_photo().read_bytes())
-    real, fits = fit_cmd.fit_photo, []
-    fit_cmd.fit_photo = lambda *a, **k: fits.append(real(*a, **k)) or fits[-1]  # keep the result for reuse
+    real, fits = stages.fit_photo, []
+    stages.fit_photo = lambda *a, **k: fits.append(real(*a, **k)) or fits[-1]  # keep the result for reuse
     try:
         rc, out, err = _cli(d / "notes.png", photo, d / "empty.jpg", "-o", d / "out", "--resolution", S)
     finally:
-        fit_cmd.fit_photo = real
+        stages.fit_photo = real
     return d, rc, out, err, fits
 
 
@@ -91,7 +92,7 @@ def test_body_json_rerenders_the_photo_view(batch):
     rec = json.loads((folder / "body.json").read_text())
     cam = Cameras.from_dict(rec["camera"])
     assert (cam.width, cam.height) == (S, S)
-    assert torch.allclose(cam.centers, torch.tensor([0.0, 0.0, fit_cmd.CAMERA_DISTANCE]), atol=1e-5)
+    assert torch.allclose(cam.centers, torch.tensor([0.0, 0.0, CAMERA_DISTANCE]), atol=1e-5)
     body = BodyModel.load()
     out = body(BodyParams.from_dict(rec["body"]))
     lines = (folder / "body.obj").read_text().splitlines()
@@ -120,14 +121,14 @@ def test_failure_while_writing_leaves_the_previous_result(batch, monkeypatch):
     def broken_obj(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(fit_cmd, "fit_photo", lambda *a, **k: fitted)
+    monkeypatch.setattr(stages, "fit_photo", lambda *a, **k: fitted)
     monkeypatch.setattr("humansplat.meshes.save_obj", broken_obj)
     rc, _, err = _cli(d / "person.png", "-o", d / "out", "--resolution", S)
     assert rc == 1 and "disk full" in err
     assert (folder / "body.json").read_bytes() == before
     assert sorted(p.name for p in (d / "out").iterdir()) == ["person"]
     monkeypatch.undo()
-    monkeypatch.setattr(fit_cmd, "fit_photo", lambda *a, **k: fitted)
+    monkeypatch.setattr(stages, "fit_photo", lambda *a, **k: fitted)
     rc, _, _ = _cli(d / "person.png", "-o", d / "out2", "--resolution", S)
     assert rc == 0 and sorted(p.name for p in (d / "out2" / "person").iterdir()) == sorted(FILES)
 

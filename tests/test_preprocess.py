@@ -25,7 +25,8 @@ from humansplat.preprocess import (
     preprocess,
     square_crop,
 )
-from humansplat.preprocess.person import COCO17_NAMES, MEDIAPIPE_TO_COCO17, framing_of
+from humansplat.keypoints import COCO_KEYPOINTS
+from humansplat.preprocess.person import MEDIAPIPE_TO_COCO17, framing_of
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 PEXELS = PHOTOS / "pexels" / "pexels-zdmit-6780091.png"
@@ -230,7 +231,7 @@ def test_framing_from_visible_keypoints():
 def test_coco_mapping_matches_mediapipe_names():
     import mediapipe as mp
 
-    assert [mp.solutions.pose.PoseLandmark(i).name.lower() for i in MEDIAPIPE_TO_COCO17] == list(COCO17_NAMES)
+    assert [mp.solutions.pose.PoseLandmark(i).name.lower() for i in MEDIAPIPE_TO_COCO17] == list(COCO_KEYPOINTS)
 
 
 @needs_mp

@@ -9,12 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
+from humansplat.body import BodyModel, BodyParams
 from humansplat.cameras import Cameras, project_points
 from humansplat.cli import main
 from humansplat.gaussians import load_ply, render
+from humansplat.keypoints import COCO_KEYPOINTS, VISIBLE_CONFIDENCE
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "pexels-zdmit-6780091.png"
+BODY_PHOTO = ROOT / "examples" / "pexels-photo-6311555-removebg.png"  # a photo whose body fit is trusted
 OUTPUTS = {"gaussians.ply", "gaussians.splat", "turntable.mp4", "turntable.gif", "views.png", "parts.png", "report.json"}
 
 
@@ -101,6 +104,40 @@ def test_report_camera_reproduces_the_photo_view(tmp_path, weights):
     assert render(g, cam.resized(64, 64)).alpha.max() > 0
 
 
+def test_pipeline_is_a_list_of_named_stages(weights):
+    """Each stage reports its name, time and output as it ends; a stage can be skipped; the body given to the
+    report is the one the Gaussians were built on (template-free or not)."""
+    from humansplat.pipeline import Pipeline
+    from humansplat.preprocess import preprocess
+
+    inputs = preprocess(BODY_PHOTO, resolution=128)
+    pipe = Pipeline(weights, "cpu", refine_steps=2)
+    events = []
+    result = pipe(inputs, on_stage=events.append)
+    assert [e.name for e in events] == ["body_fit", "reconstruct", "crop", "refine"]  # preprocessing was given
+    assert [e.index for e in events] == [0, 1, 2, 3] and all(e.total == 4 for e in events)
+    assert all(e.seconds == result.timings[e.name] for e in events)
+    assert events[1].output is not None and events[-1].output.num == result.gaussians.num
+    pipe.skip.add("refine")
+    assert "refine" not in pipe(inputs).timings
+    # one world frame: the body posed from the report's parameters is the body the anchors came from, centred
+    # on the origin, and seen by the report's camera it lands on the photo's keypoints as the fit did
+    report = json.loads(json.dumps(result.report()))
+    assert report["structure_prior"] == "body" and report["kind"] == "humansplat-reconstruction"
+    fit = report["body_fit"]
+    posed = BodyModel.load()(BodyParams.from_dict(fit["params"]))
+    assert torch.allclose(posed.vertices[0], result.body_vertices, atol=1e-4)
+    lo, hi = posed.vertices[0].amin(0), posed.vertices[0].amax(0)
+    assert ((lo + hi) / 2).norm() < 0.01
+    offset = torch.tensor(report["world_offset"])
+    assert torch.allclose(result.fit.output.vertices[0] - offset, posed.vertices[0], atol=1e-4)
+    cam = Cameras.from_dict(report["input_camera"])
+    uv, _ = project_points(posed.keypoints[0], cam[0])
+    kps = torch.tensor([report["inputs"]["keypoints"][n][:2] for n in COCO_KEYPOINTS])
+    seen = torch.tensor([report["inputs"]["keypoints"][n][2] for n in COCO_KEYPOINTS]) >= VISIBLE_CONFIDENCE
+    assert abs(float((uv - kps).norm(dim=-1)[seen].mean()) - fit["reprojection_px"]) < 0.5
+
+
 def test_python_api_returns_gaussians(weights):
     import humansplat
 
@@ -112,7 +149,7 @@ def test_python_api_returns_gaussians(weights):
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):
     code = main(["reconstruct", str(PHOTO), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "nothing")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "no reconstructor weights" in err[0]
+    assert code == 2 and len(err) == 1 and "no weights in" in err[0]
     assert not (tmp_path / "o").exists()
 
 

@@ -130,6 +130,14 @@ def summarise(results: list[SubjectResult]) -> dict:
     }
 
 
+def benchmark_subject(item: dict, vertex_labels: Tensor | None, name: str) -> dict:
+    """A benchmark item (input view + 36 orbit views, the input being orbit view 0) as the 36 orbit views,
+    whose view 0 is then the input: what ``score_subject`` takes."""
+    out = {k: item[k][1:] for k in ("images", "masks", "labels", "depths") if item.get(k) is not None}
+    out.update(cameras=item["cameras"][1:], body_vertices=item["body_vertices"], vertex_labels=vertex_labels, name=name)
+    return out
+
+
 def evaluate(model: Reconstructor, subjects, anchors_mode: str = "auto", device: torch.device | None = None,
              progress_bar=None) -> dict:
     """Score ``model`` on an iterable of benchmark subjects; ``anchors_mode``: auto | body | template_free

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from humansplat.utils import atomic_path
+from humansplat.keypoints import EARS, EYES
 
 CONFIG = {
     "format": 2,
@@ -150,8 +151,8 @@ def _scalp_mask(rest: Tensor, labels: Tensor, model, kp_idx: Tensor, kp_w: Tenso
     from humansplat.body.parts import CLASS_ID
 
     kps = torch.einsum("ks,ksd->kd", kp_w, rest[kp_idx])
-    eye_z = kps[1:3, 2].mean()
-    ear = kps[3:5].mean(0)
+    eye_z = kps[EYES, 2].mean()
+    ear = kps[EARS].mean(0)
     head = labels == CLASS_ID["Face_Neck"]
     above_brow = rest[:, 2] > eye_z + 0.035
     behind_ears = (rest[:, 1] > ear[1] + 0.01) & (rest[:, 2] > ear[2] - 0.03)  # anny's back is +Y

@@ -10,6 +10,7 @@ from humansplat.body.model import BONE_NAMES, BodyModel, BodyOutput, BodyParams
 from humansplat.body.phenotypes import sample_phenotypes
 from humansplat.body.pose_prior import sample_poses
 from humansplat.cameras import Cameras, orbit_cameras, project_points
+from humansplat.keypoints import HIPS
 
 __all__ = ["EVAL_JOINTS", "random_scene", "simulate_keypoints", "joint_error", "keypoint_error"]
 
@@ -56,7 +57,7 @@ def joint_error(a: BodyOutput, b: BodyOutput) -> Tensor:
 def keypoint_error(a: BodyOutput, b: BodyOutput) -> Tensor:
     """(B,) mean distance of the 17 COCO keypoints after aligning the hip midpoints (metres)."""
     ka, kb = a.keypoints, b.keypoints
-    ca, cb = ka[:, 11:13].mean(1, keepdim=True), kb[:, 11:13].mean(1, keepdim=True)
+    ca, cb = ka[:, HIPS].mean(1, keepdim=True), kb[:, HIPS].mean(1, keepdim=True)
     return ((ka - ca) - (kb - cb)).norm(dim=-1).mean(-1)
 
 

@@ -46,6 +46,7 @@ from humansplat.body.phenotypes import (
 from humansplat.body.pose_prior import PosePrior, default_pose_prior
 from humansplat.body.solver import solve_stage
 from humansplat.cameras import Cameras, project_points
+from humansplat.keypoints import ANKLES, HIPS, SHOULDERS
 
 __all__ = ["FIT_BONES", "FitConfig", "FitResult", "fit_body"]
 
@@ -183,10 +184,10 @@ class _Problem:
         # not behind the hips (2D keypoints cannot see a lean in depth; without these the fit bends forward).
         pitch = torch.atan2((body_up * self.towards).sum(-1), (body_up * self.up).sum(-1))
         roll = torch.asin((body_up * self.right).sum(-1).clamp(-1, 1))
-        torso = F.normalize(kps[:, 5:7].mean(1) - kps[:, 11:13].mean(1), dim=-1)  # hips to shoulders
+        torso = F.normalize(kps[:, SHOULDERS].mean(1) - kps[:, HIPS].mean(1), dim=-1)  # hips to shoulders
         torso2 = 2 * (1 - (torso * self.up).sum(-1)).clamp(min=0)  # ~ its lean squared
         front = F.normalize(body_front - (body_front * self.up).sum(-1, keepdim=True) * self.up, dim=-1)
-        feet_back = ((kps[:, 11:13].mean(1) - kps[:, 15:17].mean(1)) * front).sum(-1)
+        feet_back = ((kps[:, HIPS].mean(1) - kps[:, ANKLES].mean(1)) * front).sum(-1)
         lean = (pitch / math.radians(cfg.upright_deg[0])).square() + (roll / math.radians(cfg.upright_deg[1])).square()
         pose_term = pose_term + lean + torso2 / math.radians(cfg.torso_deg) ** 2
         pose_term = pose_term + ((feet_back - cfg.feet_back_m[0]).clamp(min=0) / cfg.feet_back_m[1]).square()

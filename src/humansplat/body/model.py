@@ -26,6 +26,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from humansplat.keypoints import COCO_KEYPOINTS
+
 __all__ = ["BONE_NAMES", "BONE_PARENTS", "PHENOTYPE_NAMES", "COCO_KEYPOINTS", "NEUTRAL_PHENOTYPE", "BodyParams", "BodyOutput", "BodyModel"]
 
 BONE_NAMES: list[str] = [
@@ -46,11 +48,6 @@ BONE_PARENTS: list[int] = [-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 8, 12, 13, 8, 1
 PHENOTYPE_NAMES: list[str] = ["gender", "age", "muscle", "weight", "height", "proportions"]
 # An adult of about 40 (anny maps age 0.77 to 18 years, 0.83 to 64), 1.72 m tall; all else mid-range.
 NEUTRAL_PHENOTYPE: dict[str, float] = {"gender": 0.5, "age": 0.8, "muscle": 0.5, "weight": 0.5, "height": 0.4, "proportions": 0.5}
-COCO_KEYPOINTS: list[str] = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-]  # fmt: skip
 # anny (x, y, z) -> ours (x, z, -y): Z-up/facing -Y into Y-up/facing +Z; a proper rotation.
 ANNY_TO_WORLD = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
@@ -140,7 +137,7 @@ class BodyModel(torch.nn.Module):
     bone_names: list[str] = BONE_NAMES
     bone_parents: list[int] = BONE_PARENTS
     phenotype_names: list[str] = PHENOTYPE_NAMES
-    keypoint_names: list[str] = COCO_KEYPOINTS
+    keypoint_names: tuple[str, ...] = COCO_KEYPOINTS
 
     def __init__(self, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
         super().__init__()

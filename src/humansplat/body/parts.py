@@ -58,6 +58,7 @@ SAPIENS_CLASSES: list[str] = [
     "Upper_Teeth",
     "Tongue",
 ]
+NUM_CLASSES = len(SAPIENS_CLASSES)
 CLASS_ID: dict[str, int] = {name: i for i, name in enumerate(SAPIENS_CLASSES)}
 
 # Our own palette (RGB, uint8), one colour per class id; left parts warm, right parts cool,

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import astuple
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from humansplat.body.fit import _Problem
 
 __all__ = ["StageSolver", "solve_stage"]
 
@@ -28,6 +25,24 @@ WARMUP_STEPS = 2  # eager steps before a capture (Adam's state and the autograd 
 Objective = Callable[..., Tensor]
 
 
+class StageProblem(Protocol):
+    """What a solver needs of a fitting problem (humansplat.body.fit builds one): its observation tensors, a
+    copy of itself, the energy of body parameters made from the unknowns, and what keys its solver."""
+
+    body: Any  # the BodyModel: keeps the solvers (``stage_solvers``) and gives the rest state
+    cfg: Any  # the FitConfig (a dataclass)
+    prior: Any
+    scale: float
+
+    def tensors(self) -> list[Tensor]: ...
+
+    def clone(self) -> StageProblem: ...
+
+    def params(self, base_angles: Tensor, root: Tensor, d_angles: Tensor, ph_logit: Tensor, transl: Tensor) -> Any: ...
+
+    def energy(self, params: Any, rest: dict[str, Tensor] | None, robust: float) -> Tensor: ...
+
+
 class StageSolver:
     """One stage's Adam on static tensors: ``load`` a problem and starting point, ``run(n)``, then ``result``.
 
@@ -35,7 +50,7 @@ class StageSolver:
     ph_logit (B, P) logit phenotype. Level 0 moves the body, 1 also poses it, 2 also shapes it. Three
     pieces run as graphs on CUDA: the rest state (levels 0 and 1 fix the phenotype), the step, the energy."""
 
-    def __init__(self, problem: _Problem, level: int, robust: float, unknowns: list[Tensor], base_angles: Tensor,
+    def __init__(self, problem: StageProblem, level: int, robust: float, unknowns: list[Tensor], base_angles: Tensor,
                  objective: Objective, graph: bool) -> None:  # fmt: skip
         self.problem, self.level, self.robust, self.objective = problem.clone(), level, robust, objective
         self.base = base_angles.detach().clone()
@@ -93,7 +108,7 @@ class StageSolver:
             getattr(self, piece)()
 
     @torch.no_grad()
-    def load(self, problem: _Problem, unknowns: list[Tensor], base_angles: Tensor) -> None:
+    def load(self, problem: StageProblem, unknowns: list[Tensor], base_angles: Tensor) -> None:
         """Copy a problem of the same shapes and a starting point in; Adam starts afresh."""
         for dst, src in zip(self.problem.tensors(), problem.tensors(), strict=True):
             dst.copy_(src)
@@ -116,7 +131,7 @@ class StageSolver:
         return [t.detach().clone() for t in self.x], self.energy.clone()
 
 
-def solve_stage(problem: _Problem, level: int, robust: float, n_iter: int, unknowns: list[Tensor], base_angles: Tensor,
+def solve_stage(problem: StageProblem, level: int, robust: float, n_iter: int, unknowns: list[Tensor], base_angles: Tensor,
                 objective: Objective, graph: bool) -> tuple[list[Tensor], Tensor]:  # fmt: skip
     """``n_iter`` Adam iterations of one stage from ``unknowns``: the unknowns found and their energy (B,).
     The solver for this shape is kept and reused."""

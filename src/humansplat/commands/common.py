@@ -1,5 +1,4 @@
-"""What the photo commands (`fit`, `reconstruct`) share: collecting inputs, naming outputs, one-line
-errors, and a quick body preview."""
+"""What the photo commands (`fit`, `reconstruct`) share: collecting inputs, naming outputs, one-line errors."""
 
 from __future__ import annotations
 
@@ -43,18 +42,3 @@ def describe_error(path: Path, e: Exception) -> str:
     if isinstance(e, PersonNotFound):
         return f"{path}: {msg}"
     return f"{path}: {type(e).__name__}: {msg}"
-
-
-def render_body(body, vertices, cameras: list):
-    """The body in body-part colours, shaded by the view angle, in each camera: rgb (V, H, W, 3) and
-    alpha (V, H, W, 1) tensors (a quick painter's-algorithm preview, see ``paint_mesh``)."""
-    import torch
-
-    from humansplat.body import colorize_labels
-    from humansplat.preprocess.overlay import paint_mesh
-
-    vertex_colours = colorize_labels(body.vertex_labels).float().cpu() / 255
-    faces = body.faces.cpu()
-    face_colours = vertex_colours[faces].mean(1)
-    rgbs, alphas = zip(*(paint_mesh(vertices, faces, face_colours, cam) for cam in cameras))
-    return torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(alphas))[..., None]

@@ -23,37 +23,22 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _vertex_labels(device):
-    from humansplat.body import BodyModel
-
-    return BodyModel.load(device).vertex_labels
-
-
-def benchmark_subject(item: dict, vertex_labels, name: str) -> dict:
-    """A benchmark item (input view + 36 orbit views, the input being orbit view 0) as the 36 orbit views,
-    whose view 0 is then the input."""
-    out = {k: item[k][1:] for k in ("images", "masks", "labels", "depths") if item.get(k) is not None}
-    out.update(cameras=item["cameras"][1:], body_vertices=item["body_vertices"], vertex_labels=vertex_labels, name=name)
-    return out
-
-
 def run(args) -> int:
     from humansplat.cli import UserError
+    from humansplat.body import BodyModel
     from humansplat.data.shards import ShardDataset
-    from humansplat.evaluate import evaluate, format_table, write_json
-    from humansplat.models import Reconstructor
+    from humansplat.evaluate import benchmark_subject, evaluate, format_table, write_json
+    from humansplat.models import Reconstructor, WeightsError
     from humansplat.utils import pick_device, progress
 
     weights, data = Path(args.weights), Path(args.data)
-    if not (weights / "model.safetensors").is_file():
-        raise UserError(f"no model.safetensors in {weights}")
     if not data.is_dir():
         raise UserError(f"benchmark directory not found: {data}")
     device = pick_device(args.device)
     try:
         model = Reconstructor.from_pretrained(weights, device=device)
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    except WeightsError as e:
+        raise UserError(str(e)) from None
     try:
         dataset = ShardDataset(data)
     except (FileNotFoundError, ValueError) as e:
@@ -61,7 +46,7 @@ def run(args) -> int:
     n = min(len(dataset), args.limit or len(dataset))
     if n == 0:
         raise UserError(f"no benchmark subjects in {data}")
-    labels = _vertex_labels(device) if model.config.anchor_mode == "body" else None
+    labels = BodyModel.load(device).vertex_labels if model.config.anchor_mode == "body" else None
     bar = progress(total=n, desc="eval")
     summary = evaluate(model, (benchmark_subject(dataset[i], labels, f"{i:04d}") for i in range(n)), args.anchors, device, bar)
     bar.close()

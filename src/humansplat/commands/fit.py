@@ -20,25 +20,14 @@ for tracebacks); the exit code is 1 when any photo failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from humansplat.body.fit import FitResult
-    from humansplat.cameras import Cameras
-    from humansplat.preprocess import Preprocessed
-
-CAMERA_DISTANCE = 2.5  # metres from the world origin to the photo's camera (fitting moves the body)
-
 
 def register(subparsers) -> None:
     from humansplat.preprocess.crop import DEFAULT_FOV_DEG
@@ -60,6 +49,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from humansplat.cli import UserError
     from humansplat.commands.common import collect_images, describe_error, output_names
+    from humansplat.preprocess import require_photo_extra
     from humansplat.utils import pick_device, progress
 
     if args.resolution < 64 or args.resolution > 4096:
@@ -77,20 +67,33 @@ def run(args) -> int:
         raise UserError("no images found in " + ", ".join(args.images))
 
     from humansplat.body import BodyModel
+    from humansplat.outputs import write_fit
+    from humansplat.pipeline.stages import fit_photo
+    from humansplat.preprocess import preprocess
+    from humansplat.utils import seed_everything
 
+    try:
+        require_photo_extra()
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
     body = BodyModel.load(device)
     failed, rows = [], []
     bar = progress(list(zip(paths, output_names(paths))), desc="fit", unit="photo")
     for path, name in bar:
         try:
-            fitted = fit_photo(path, body, args.resolution, args.person, args.fov, args.seed)
+            start = time.perf_counter()
+            seed_everything(args.seed)
+            inputs = preprocess(path, resolution=args.resolution, person=args.person, fov_deg=args.fov)
+            fitted = fit_photo(inputs, body, force=True)
+            seconds = time.perf_counter() - start
             folder = args.output / name
-            write_outputs(fitted, body, folder)
+            write_fit(inputs, fitted, body, folder, seconds)
             if args.contact_sheet:
                 rows.append(sheet_row(folder, name, args.thumb))
-            r = fitted.result
-            bar.write(f"{path}: {fitted.pre.framing}, reprojection {float(r.reprojection_px[0]):.1f} px"
-                      f"{'' if bool(r.converged[0]) else ' (not converged)'}, {fitted.seconds:.1f} s -> {folder}", file=sys.stdout)  # fmt: skip
+            r = fitted.fit
+            trust = "trusted" if fitted.trusted else f"not trusted: {fitted.reason}"
+            bar.write(f"{path}: {inputs.framing}, reprojection {float(r.reprojection_px[0]):.1f} px"
+                      f"{'' if bool(r.converged[0]) else ' (not converged)'} ({trust}), {seconds:.1f} s -> {folder}", file=sys.stdout)  # fmt: skip
         except Exception as e:  # one bad photo must not stop the batch
             failed.append(path)
             bar.write(f"humansplat fit: {describe_error(path, e)}", file=sys.stderr)
@@ -106,102 +109,6 @@ def run(args) -> int:
     if failed:
         print(f"humansplat fit: {len(failed)} of {len(paths)} failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-@dataclass
-class PhotoFit:
-    """One photo's preprocessing, its camera and the body fitted to it."""
-
-    pre: Preprocessed
-    camera: Cameras
-    result: FitResult
-    seconds: float
-
-
-def fit_photo(path, body, resolution: int = 512, person: int | None = None, fov_deg: float = 50.0, seed: int = 0) -> PhotoFit:
-    """Preprocess one photo and fit the body to its keypoints and matte, in the photo's camera."""
-    from humansplat.body.fit import fit_body
-    from humansplat.preprocess import preprocess
-    from humansplat.utils import seed_everything
-
-    start = time.perf_counter()
-    seed_everything(seed)
-    pre = preprocess(path, resolution=resolution, person=person, fov_deg=fov_deg)
-    cam = pre.camera(CAMERA_DISTANCE).to(body.device)
-    result = fit_body(pre.keypoints[None].to(body.device), pre.confidence[None].to(body.device), cam,
-                      mask=pre.mask.to(body.device), body=body)  # fmt: skip
-    return PhotoFit(pre, cam, result, time.perf_counter() - start)
-
-
-def write_outputs(fitted: PhotoFit, body, folder: Path) -> None:
-    """All of one photo's outputs, into a temporary folder renamed to ``folder`` when complete."""
-    from humansplat.body import colorize_labels
-    from humansplat.commands.common import render_body
-    from humansplat.meshes import save_obj
-    from humansplat.preprocess.overlay import draw_keypoints, overlay, to_pil
-    from humansplat.utils import atomic_dir
-
-    pre, r = fitted.pre, fitted.result
-    verts = r.output.vertices[0].detach()
-    side = side_camera(verts, fitted.camera)
-    colours, alpha = render_body(body, verts, [fitted.camera, side])
-    with atomic_dir(folder) as tmp:
-        to_pil(pre.image).save(tmp / "input.png")
-        to_pil(pre.mask).convert("L").save(tmp / "matte.png")
-        draw_keypoints(pre.image, pre.keypoints, pre.confidence).save(tmp / "keypoints.png")
-        overlay(pre.image, colours[0].permute(2, 0, 1), alpha[0].permute(2, 0, 1), opacity=0.7).save(tmp / "body_front.png")
-        to_pil(colours[1] * alpha[1] + (1 - alpha[1])).save(tmp / "body_side.png")
-        save_obj(tmp / "body.obj", verts, body.faces, colorize_labels(body.vertex_labels).float() / 255)
-        record = body_record(fitted, side)
-        (tmp / "body.json").write_text(json.dumps(record, indent=1))
-
-
-def body_record(fitted: PhotoFit, side) -> dict:
-    """What body.json holds: enough to re-render the body from the photo's viewpoint and to judge the fit."""
-    from humansplat import __version__
-    from humansplat.preprocess import COCO17_NAMES
-
-    pre, r = fitted.pre, fitted.result
-    uv, observed = r.keypoints_2d[0].cpu(), pre.keypoints
-    err = (uv - observed).norm(dim=-1).tolist()
-
-    def keypoint(i: int) -> dict:
-        return {"observed": observed[i].tolist(), "confidence": float(pre.confidence[i]), "fitted": uv[i].tolist(), "error_px": err[i]}
-    return {
-        "humansplat_version": __version__,
-        "source": pre.source,
-        "image": {k: v for k, v in pre.to_dict().items() if k not in ("keypoints", "K")},
-        "camera": {
-            **fitted.camera[0].to_dict(),
-            "note": "the photo's camera for the square crop (input.png): OpenCV (x right, y down, z forward), "
-            "w2c world-to-camera, metres, world +Y up, subject facing +Z; camera on +Z looking toward -Z. "
-            "humansplat.cameras.Cameras.from_dict(camera) re-renders the photo's viewpoint",
-        },
-        "side_camera": side[0].to_dict(),
-        "body": r.params[0].to_dict(),
-        "fit": {
-            "reprojection_px": float(r.reprojection_px[0]),
-            "converged": bool(r.converged[0]),
-            "loss": float(r.loss[0]),
-            "seconds": round(fitted.seconds, 3),
-            "keypoints": {name: keypoint(i) for i, name in enumerate(COCO17_NAMES)},
-        },
-    }
-
-
-def side_camera(vertices, camera, azimuth: float = 90.0):
-    """A camera on the subject's left (world +X side), at the photo camera's field of view, framing the body."""
-    import math
-
-    from humansplat.cameras import Cameras, fov_from_intrinsics, orbit_cameras
-
-    lo, hi = vertices.amin(0), vertices.amax(0)
-    centre, radius = (lo + hi) / 2, float((hi - lo).norm() / 2)
-    fov = fov_from_intrinsics(camera.K[0].cpu(), camera.height)
-    dist = radius / math.sin(math.radians(fov) / 2) * 1.02
-    cam = orbit_cameras(azimuth, 0.0, radius=dist, target=centre.cpu(), fov_deg=fov, size=(camera.width, camera.height))
-    return Cameras(cam.K, cam.w2c, cam.width, cam.height).to(vertices.device)
-
 
 
 def sheet_row(folder: Path | None, name: str, size: int, photo: Path | None = None, error: str = "") -> np.ndarray:

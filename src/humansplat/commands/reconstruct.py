@@ -16,13 +16,15 @@ One bad file does not stop the others; the exit code is 1 when any photo failed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from humansplat.outputs import TURNTABLE_FRAMES, VIEW_SIZE
+    from humansplat.refine import RefineConfig
+
     p = subparsers.add_parser("reconstruct", help="photos in, 3D Gaussian humans out (.ply, .splat, turntable, report)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="photos, or folders of photos")
@@ -31,17 +33,19 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, default=None, help="reconstructor folder (default: the shipped weights)")
     p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
-    p.add_argument("--refine-steps", type=int, default=30, metavar="N", help="colour refinement steps against the photo (0: off; default 30)")
+    p.add_argument("--refine-steps", type=int, default=RefineConfig.steps, metavar="N",
+                   help=f"colour refinement steps against the photo (0: off; default {RefineConfig.steps})")
     p.add_argument("--compile-fit", action="store_true",
                    help="torch.compile the body fit: a minute or more to compile once, then ~3x faster per photo (servers, batches)")
-    p.add_argument("--frames", type=int, default=48, help="turntable frames (default 48)")
-    p.add_argument("--size", type=int, default=512, help="turntable and view size in pixels (default 512)")
+    p.add_argument("--frames", type=int, default=TURNTABLE_FRAMES, help=f"turntable frames (default {TURNTABLE_FRAMES})")
+    p.add_argument("--size", type=int, default=VIEW_SIZE, help=f"turntable and view size in pixels (default {VIEW_SIZE})")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from humansplat.cli import UserError
     from humansplat.commands.common import collect_images, describe_error, output_names
+    from humansplat.outputs import write_result
     from humansplat.pipeline import Pipeline
     from humansplat.utils import progress
 
@@ -64,7 +68,7 @@ def run(args) -> int:
         try:
             result = pipe(path, person=args.person, name=name)
             t = time.perf_counter()
-            write_outputs(result, pipe, args.output / name, args.frames, args.size)
+            write_result(result, args.output / name, pipe, args.frames, args.size)
             result.timings["write_outputs"] = time.perf_counter() - t
             total = sum(result.timings.values())
             bar.write(f"{path}: {result.gaussians.num} Gaussians, {result.structure_prior} prior, {total:.1f} s -> {args.output / name}", file=sys.stdout)
@@ -74,50 +78,3 @@ def run(args) -> int:
     if failed:
         print(f"humansplat reconstruct: {failed} of {len(paths)} failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def write_outputs(result, pipe, folder: Path, frames: int = 48, size: int = 512) -> None:
-    """Every output of one reconstruction, into a temporary folder renamed to ``folder`` when complete."""
-    import torch
-
-    from humansplat.body import colorize_labels
-    from humansplat.commands.common import render_body
-    from humansplat.gaussians import render, save_ply, save_splat
-    from humansplat.media import contact_sheet, frame_points, save_image, turntable_cameras, write_gif, write_video
-    from humansplat.preprocess.overlay import overlay
-    from humansplat.utils import atomic_dir
-
-    g = result.gaussians.to(pipe.device)
-    centre, radius = frame_points(g.means, g.opacities)
-    fov = 30.0
-
-    def views(n: int, elevation: float):
-        cams = turntable_cameras(n, size, elevation, fov, centre, fit_radius=radius).to(pipe.device)
-        out = [render(g, cams[i : i + 8]) for i in range(0, n, 8)]
-        rgb = torch.cat([o.rgb for o in out]).cpu()
-        feats = torch.cat([o.features for o in out]) if out[0].features is not None else None
-        return rgb, feats, torch.cat([o.alpha for o in out])
-
-    with torch.no_grad():
-        turn, _, _ = views(frames, 5.0)
-        novel, feats, alpha = views(8, 0.0)
-        parts = None
-        if feats is not None:
-            labels = pipe.model.decode_semantics(feats).argmax(-1)
-            labels = torch.where(alpha[..., 0] > 0.5, labels, torch.full_like(labels, -1))
-            parts = colorize_labels(labels.cpu(), background=(255, 255, 255))
-    photo = result.inputs.image.permute(1, 2, 0)
-    photo = torch.nn.functional.interpolate(photo.permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
-    with atomic_dir(folder) as tmp:
-        save_ply(result.gaussians, tmp / "gaussians.ply")
-        save_splat(result.gaussians, tmp / "gaussians.splat")
-        write_video(tmp / "turntable.mp4", list(turn))
-        write_gif(tmp / "turntable.gif", list(turn[:: max(1, frames // 24)]))
-        save_image(tmp / "views.png", contact_sheet([photo, *novel], cols=9))
-        if parts is not None:
-            save_image(tmp / "parts.png", contact_sheet(list(parts), cols=8))
-        if result.body_vertices is not None:
-            cam = result.camera.to(pipe.device)
-            colours, a = render_body(pipe.body, result.body_vertices.to(pipe.device), [cam])
-            overlay(result.inputs.image, colours[0].permute(2, 0, 1), a[0].permute(2, 0, 1), opacity=0.7).save(tmp / "body.png")
-        (tmp / "report.json").write_text(json.dumps(result.report(), indent=1))

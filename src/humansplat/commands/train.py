@@ -38,6 +38,8 @@ def run(args) -> int:
         config = TrainConfig.load(path)
     except (ValueError, TypeError) as e:
         raise UserError(f"bad config {path}: {e}") from e
+    if config.task not in TASKS:
+        raise UserError(f"bad config {path}: task must be one of {sorted(TASKS)}, got {config.task!r}")
     if args.autoencoder:
         config.autoencoder = str(Path(args.autoencoder).resolve())
     if args.init_from:

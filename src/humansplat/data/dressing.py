@@ -22,14 +22,15 @@ from humansplat.data.device import constant, to_device
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, M, Outfit
 from humansplat.data.surfels import COVER, Surfels
 from humansplat.meshes import face_areas, interpolate, vertex_normals
+from humansplat.keypoints import EARS, HIPS, KNEES, SHOULDERS
 
 __all__ = ["BodySurface", "BodyCoords", "body_coords", "body_surfels", "is_seated"]
 
 
 def is_seated(keypoints: Tensor) -> Tensor:
     """(B,) sitting or crouching: knees less than half a thigh below the hips (COCO-17 keypoints)."""
-    thigh = (keypoints[:, 11:13] - keypoints[:, 13:15]).norm(dim=-1).mean(1)
-    return (keypoints[:, 11:13, 1].mean(1) - keypoints[:, 13:15, 1].mean(1)) < 0.5 * thigh
+    thigh = (keypoints[:, HIPS] - keypoints[:, KNEES]).norm(dim=-1).mean(1)
+    return (keypoints[:, HIPS, 1].mean(1) - keypoints[:, KNEES, 1].mean(1)) < 0.5 * thigh
 
 
 class BodySurface:
@@ -129,9 +130,9 @@ def body_coords(rest_p: Tensor, rest_n: Tensor, labels: Tensor, kp: Tensor, head
     t = _chain_t(rest_p, *joints)  # (B,4,N): left arm, right arm, left leg, right leg
     arm_t = torch.where(is_left, t[:, 0], t[:, 1])
     leg_t = torch.where(is_left, t[:, 2], t[:, 3])
-    sh_y, hip_y = kp[:, 5:7, 1].mean(1), kp[:, 11:13, 1].mean(1)
+    sh_y, hip_y = kp[:, SHOULDERS, 1].mean(1), kp[:, HIPS, 1].mean(1)
     y = rest_p[..., 1]
-    ears = kp[:, 3:5].mean(1)
+    ears = kp[:, EARS].mean(1)
     d = rest_p - ears[:, None]
     return BodyCoords(
         h=(y - hip_y[:, None]) / (sh_y - hip_y)[:, None],
@@ -140,7 +141,7 @@ def body_coords(rest_p: Tensor, rest_n: Tensor, labels: Tensor, kp: Tensor, head
         leg_t=leg_t,
         head_u=d[..., 1] / (head_top - ears[:, 1]).clamp_min(0.05)[:, None],
         head_theta=torch.atan2(d[..., 0], d[..., 2]),
-        lateral=rest_p[..., 0] - kp[:, 11:13, 0].mean(1)[:, None],
+        lateral=rest_p[..., 0] - kp[:, HIPS, 0].mean(1)[:, None],
         front=rest_n[..., 2] > 0.2,
     )
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from humansplat.body import BodyModel, BodyParams
-from humansplat.body.parts import CLASS_ID
+from humansplat.body.parts import CLASS_ID, NUM_CLASSES
 from humansplat.cameras import Cameras
 from humansplat.config import from_dict, to_dict
 from humansplat.data import views as vw
@@ -38,7 +38,7 @@ __all__ = ["EngineConfig", "SyntheticEngine", "SubjectBatch", "LABEL_CHANNELS", 
 
 # Classes that get a feature channel (all but Background and the teeth, which no subject has): with
 # 3 normal channels that makes 28 features, so RGB + features + depth fill gsplat's 32-channel kernel.
-LABEL_CHANNELS = [c for c in range(1, 28) if c not in (CLASS_ID["Lower_Teeth"], CLASS_ID["Upper_Teeth"])]
+LABEL_CHANNELS = [c for c in range(1, NUM_CLASSES) if c not in (CLASS_ID["Lower_Teeth"], CLASS_ID["Upper_Teeth"])]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from humansplat.data.device import constant
 from humansplat.data.dressing import is_seated, label_mask
 from humansplat.data.subjects import BOTTOMS, HAIR_STYLES, HATS, M, OBJECTS, Outfit
 from humansplat.data.surfels import Surfels, box_surfels, grid_surfels, ring_hull, smooth_circular, sphere_surfels
+from humansplat.keypoints import EARS, HIPS, NOSE, SHOULDERS
 
 __all__ = ["loose_surfels", "GRID"]
 
@@ -98,12 +99,12 @@ def loose_surfels(posed, rest, vertex_labels: Tensor, surface: Tensor, surface_l
     upper = label_mask(lab, "Torso", "Face_Neck")
     head_v = lab == C["Face_Neck"]
     up = constant(_UP, dev).expand(B, 3)
-    hip, sh = kp[:, 11:13].mean(1), kp[:, 5:7].mean(1)
+    hip, sh = kp[:, HIPS].mean(1), kp[:, SHOULDERS].mean(1)
     lateral = kp[:, 11] - kp[:, 12]
     torso_down = F.normalize(hip - sh, dim=-1)
     skirt_down = F.normalize(torso_down - up, dim=-1)
     frame = _frame(lateral, skirt_down)
-    rest_hip_y, rest_sh_y = kr[:, 11:13, 1].mean(1), kr[:, 5:7, 1].mean(1)
+    rest_hip_y, rest_sh_y = kr[:, HIPS, 1].mean(1), kr[:, SHOULDERS, 1].mean(1)
     # on sitting and crouching bodies a tube would become a tent: skirts and coat tails lie on the
     # thighs as tight layers instead (see dressing)
     seated = is_seated(kp)
@@ -130,7 +131,7 @@ def loose_surfels(posed, rest, vertex_labels: Tensor, surface: Tensor, surface_l
     parts.append(grid_surfels(P, coords, torch.full_like(o.hair, M["outer"]), torch.full_like(o.hair, C["Upper_Clothing"]), coat, wrap_u=True, outward=start))
 
     # long hair and bobs: a sheet falling from around the head, clear of head, neck and shoulders
-    ears = kp[:, 3:5].mean(1)
+    ears = kp[:, EARS].mean(1)
     head_h = _head_height(rest, vertex_labels == C["Face_Neck"])
     hframe = _frame(kp[:, 3] - kp[:, 4], -up)
     Uh, Vh = (_n(x, detail) for x in GRID["hair"])
@@ -187,13 +188,13 @@ def loose_surfels(posed, rest, vertex_labels: Tensor, surface: Tensor, surface_l
 def _head_height(rest, head_v: Tensor) -> Tensor:
     """Height of the head top above the ears in the zero pose (B,)."""
     y = torch.where(head_v[None], rest.vertices[..., 1], torch.full_like(rest.vertices[..., 1], -1e3)).amax(1)
-    return (y - rest.keypoints[:, 3:5, 1].mean(1)).clamp_min(0.05)
+    return (y - rest.keypoints[:, EARS, 1].mean(1)).clamp_min(0.05)
 
 
 def _head_frame(kp: Tensor) -> Tensor:
     """Rows (lateral, down, forward) of the posed head from ears and nose."""
     lat = kp[:, 3] - kp[:, 4]
-    fwd = kp[:, 0] - kp[:, 3:5].mean(1)
+    fwd = kp[:, NOSE] - kp[:, EARS].mean(1)
     up = torch.cross(fwd, lat, dim=-1)
     return _frame(lat, -up)
 
@@ -203,7 +204,7 @@ def _brims(posed, V_all, head_v, head_h, o: Outfit, detail: float) -> Surfels:
     dev = V_all.device
     B = V_all.shape[0]
     kp = posed.keypoints
-    ears = kp[:, 3:5].mean(1)
+    ears = kp[:, EARS].mean(1)
     frame = _head_frame(kp)
     U, V = (_n(x, detail) for x in GRID["brim"])
     h = o.hatline[:, 0] * head_h
@@ -236,7 +237,7 @@ def _held_objects(kp: Tensor, o: Outfit, detail: float) -> Surfels:
     elbow = torch.where(left, kp[:, 7], kp[:, 8])
     fore = F.normalize(wrist - elbow, dim=-1)
     hand = wrist + 0.07 * fore
-    hip, sh = kp[:, 11:13].mean(1), kp[:, 5:7].mean(1)
+    hip, sh = kp[:, HIPS].mean(1), kp[:, SHOULDERS].mean(1)
     axis = F.normalize(sh - hip, dim=-1)
     rel = hand - hip
     out = rel - (rel * axis).sum(-1, keepdim=True) * axis

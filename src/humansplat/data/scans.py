@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID as C
+from humansplat.body.parts import NUM_CLASSES
 from humansplat.cameras import Cameras
 from humansplat.data import views as vw
 from humansplat.data.engine import LABEL_CHANNELS, EngineConfig, render_maps
@@ -159,7 +160,7 @@ class ScanDataset(torch.utils.data.Dataset):
         )  # fmt: skip
         onehot = torch.zeros(1, self.points, len(LABEL_CHANNELS))
         known = labels >= 0
-        channel = torch.tensor([LABEL_CHANNELS.index(c) if c in LABEL_CHANNELS else 0 for c in range(28)])
+        channel = torch.tensor([LABEL_CHANNELS.index(c) if c in LABEL_CHANNELS else 0 for c in range(NUM_CLASSES)])
         onehot[known] = F.one_hot(channel[labels[known]], len(LABEL_CHANNELS)).float()
         g = Gaussians.from_activated(surf.means, surf.rotations(), surf.scales3(), surf.opacity, colors=colors,
                                      features=torch.cat([normals, onehot], -1))  # fmt: skip
@@ -223,7 +224,7 @@ def _labels_from_body(points: Tensor, body_vertices: Tensor, vertex_labels: Tens
         best_i.append(m.indices)
     d, idx = torch.cat(best_d), torch.cat(best_i)
     part = vertex_labels[idx]
-    cover = torch.full((28,), C["Apparel"], dtype=torch.long)
+    cover = torch.full((NUM_CLASSES,), C["Apparel"], dtype=torch.long)
     for name in ("Torso", "Left_Upper_Arm", "Right_Upper_Arm", "Left_Lower_Arm", "Right_Lower_Arm"):
         cover[C[name]] = C["Upper_Clothing"]
     for name in ("Left_Upper_Leg", "Right_Upper_Leg", "Left_Lower_Leg", "Right_Lower_Leg"):

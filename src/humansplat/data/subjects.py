@@ -20,6 +20,7 @@ from torch import Tensor
 from humansplat.data import textures as tx
 from humansplat.data.device import constant, to_device
 from humansplat.data.surfels import Surfels
+from humansplat.keypoints import SHOULDERS
 
 __all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "place_logos", "surfel_albedo"]
 
@@ -215,7 +216,7 @@ def place_logos(outfit: Outfit, rest_keypoints: Tensor, generator: torch.Generat
     B = rest_keypoints.shape[0]
     draws = torch.stack([torch.rand(B, generator=generator), torch.rand(B, generator=generator)])
     side, height = to_device(draws, rest_keypoints.device)
-    sh = rest_keypoints.detach()[:, 5:7].mean(1)
+    sh = rest_keypoints.detach()[:, SHOULDERS].mean(1)
     left = (side < 0.4).float()
     centre = torch.stack([left * 0.08, sh[:, 1] - 0.1 - 0.06 * height * (1 - left), sh[:, 2]], -1)
     for name in ("top", "outer"):

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from humansplat.cameras import Cameras, look_at, orbit_positions
 from humansplat.data.device import constant, to_device
+from humansplat.keypoints import HIPS, SHOULDERS
 
 __all__ = ["orbit_views", "input_views", "benchmark_views", "fit_distance"]
 
@@ -108,7 +109,7 @@ def input_views(
     draws += [_u(B, g, -0.1, 0.3), _u(B, g, -0.6, 0.6), _u(B, g, -0.6, 0.6), torch.randn(B, generator=g) * roll_std]
     anywhere, az_any, az_front, el, fov_deg, f, crop, below, shift_x, shift_y, roll = to_device(tuple(draws), dev)
     az = torch.where(anywhere, az_any, az_front)
-    hip_y, sh_y = kp[:, 11:13, 1].mean(1), kp[:, 5:7, 1].mean(1)
+    hip_y, sh_y = kp[:, HIPS, 1].mean(1), kp[:, SHOULDERS, 1].mean(1)
     bottom = torch.where(crop, hip_y - below * (sh_y - hip_y), -1e3)
     keep = valid & (points[..., 1] >= bottom[:, None])
     lo = torch.where(keep[..., None], points, 1e3).amin(1)

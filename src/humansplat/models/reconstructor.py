@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from humansplat.body.parts import NUM_CLASSES
 from humansplat.cameras import Cameras, plucker_rays, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.models.attention import CrossBlock, SelfBlock, WindowCrossAttention
@@ -50,7 +51,7 @@ class ReconstructorConfig:
     pixel_skip_channels: int = 32  # 0 = pure latent input to the pixel head
     head_hidden: int = 32
     feature_dim: int = 8
-    num_classes: int = 28
+    num_classes: int = NUM_CLASSES
     fourier_freqs: int = 6
     depth_reference: str = "centroid"  # pixel depth around: "surface" (anchors' front, per pixel) or "centroid" (first weights)
     depth_range: float = 1.0  # metres around the reference depth

@@ -11,7 +11,7 @@ from .crop import (
     square_crop,
 )
 from .image_io import ImageError, LoadedImage, load_image
-from .person import COCO17_NAMES, PersonNotFound, detect_person
+from .person import PersonNotFound, detect_person, require_photo_extra
 
 __all__ = [
     "preprocess",
@@ -21,8 +21,8 @@ __all__ = [
     "ImageError",
     "PersonNotFound",
     "detect_person",
+    "require_photo_extra",
     "photo_intrinsics",
     "square_crop",
-    "COCO17_NAMES",
     "DEFAULT_FOV_DEG",
 ]

@@ -26,13 +26,15 @@ from humansplat.cameras import (
     orbit_cameras,
     resize_intrinsics,
 )
+from humansplat.keypoints import COCO_KEYPOINTS
 
 from .image_io import LoadedImage, focal_from_35mm, load_image
-from .person import COCO17_NAMES, detect_person, framing_of
+from .person import detect_person, framing_of
 
 __all__ = ["Preprocessed", "preprocess", "square_crop", "photo_intrinsics", "DEFAULT_FOV_DEG", "FILL"]
 
 DEFAULT_FOV_DEG = 50.0  # assumed field of view across the photo's long side when nothing says otherwise
+CAMERA_DISTANCE = 2.5  # metres from the world origin to the photo's camera (fitting moves the body there)
 FILL = 0.88  # the person's box fills this fraction of the crop's side (a margin of 6% each side)
 
 
@@ -80,7 +82,7 @@ class Preprocessed:
         sx, sy = S / (x1 - x0), S / (y1 - y0)
         return max(0.0, -x0 * sx), max(0.0, -y0 * sy), min(float(S), (W - x0) * sx), min(float(S), (H - y0) * sy)
 
-    def camera(self, distance: float = 2.5) -> Cameras:
+    def camera(self, distance: float = CAMERA_DISTANCE) -> Cameras:
         """The photo's camera in the project's world frame (batch of 1).
 
         It sits on +Z at ``distance`` looking toward -Z at the origin (``orbit_cameras(azimuth=0)``, in
@@ -103,7 +105,7 @@ class Preprocessed:
             "intrinsics_source": self.intrinsics_source,
             "framing": self.framing,
             "candidates": self.candidates,
-            "keypoints": {n: [*map(float, xy), float(c)] for n, xy, c in zip(COCO17_NAMES, self.keypoints, self.confidence)},
+            "keypoints": {n: [*map(float, xy), float(c)] for n, xy, c in zip(COCO_KEYPOINTS, self.keypoints, self.confidence)},
         }
 
 

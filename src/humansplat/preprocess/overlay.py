@@ -69,6 +69,9 @@ def paint_mesh(vertices: torch.Tensor, faces: torch.Tensor, face_colours: torch.
     :class:`humansplat.cameras.Cameras`. Returns rgb (H, W, 3) and alpha (H, W) float arrays in [0, 1].
     Meant for pictures (fit overlays), not for training signals: there is no z-buffer.
     """
+    from humansplat.preprocess.person import require_photo_extra
+
+    require_photo_extra()
     import cv2
 
     from humansplat.cameras import project_points

@@ -17,19 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PersonNotFound", "Person", "detect_person", "COCO17_NAMES", "MEDIAPIPE_TO_COCO17", "framing_of"]
+from humansplat.keypoints import HIPS, SHOULDERS, VISIBLE_CONFIDENCE
 
-COCO17_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
+__all__ = ["PersonNotFound", "Person", "detect_person", "require_photo_extra", "MEDIAPIPE_TO_COCO17", "framing_of"]
+
 # MediaPipe Pose landmark index of each COCO-17 keypoint (both use the subject's own left/right).
 MEDIAPIPE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 MASK_THRESHOLD = 0.5
 OUTSIDE_CONFIDENCE = 0.05  # cap for landmarks MediaPipe places outside the image (extrapolated limbs)
-VISIBLE = 0.5  # a keypoint counts as seen at or above this confidence
 
 
 class PersonNotFound(ValueError):
@@ -63,8 +59,22 @@ class _Candidate:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
+PHOTO_MODULES = ("cv2", "mediapipe")  # what the `photo` extra installs (mediapipe brings OpenCV)
+
+
+def require_photo_extra() -> None:
+    """Raise a one-line RuntimeError naming the extra to install when MediaPipe or OpenCV is missing."""
+    import importlib.util
+
+    missing = [m for m in PHOTO_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RuntimeError(f"photo preprocessing needs {' and '.join(missing)}: pip install 'humansplat[photo]' "
+                           f"(or -e '.[photo]' in a checkout)")
+
+
 def detect_person(rgb: np.ndarray, alpha: np.ndarray | None = None, person: int | None = None) -> Person:
     """Find person ``person`` (0 = the largest, the default) in an (H, W, 3) float image with optional matte."""
+    require_photo_extra()
     import cv2
 
     H, W = rgb.shape[:2]
@@ -102,10 +112,10 @@ def detect_person(rgb: np.ndarray, alpha: np.ndarray | None = None, person: int 
 
 def framing_of(confidence: np.ndarray) -> str:
     """'full_body' when an ankle or knee is seen, 'half_body' when shoulders or hips are, else 'head_only'."""
-    seen = np.asarray(confidence) >= VISIBLE
+    seen = np.asarray(confidence) >= VISIBLE_CONFIDENCE
     if seen[13:17].any():
         return "full_body"
-    if seen[5:7].any() or seen[11:13].any():
+    if seen[SHOULDERS].any() or seen[HIPS].any():
         return "half_body"
     return "head_only"
 
@@ -144,10 +154,8 @@ def _flush_c_stdio() -> None:
 def _model(name: str):
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        import mediapipe as mp
-    except ImportError:
-        raise RuntimeError("photo preprocessing needs MediaPipe: pip install 'humansplat[photo]'") from None
+    require_photo_extra()
+    import mediapipe as mp
     sol = mp.solutions
     with _quiet_stderr():
         if name == "pose":
@@ -291,7 +299,7 @@ def _refine(mask: np.ndarray, rgb: np.ndarray, cv2) -> np.ndarray:
 
 def _box(mask: np.ndarray, kp: np.ndarray, conf: np.ndarray, W: int, H: int) -> tuple[float, float, float, float]:
     """Person box: the matte's extent, grown to include confidently seen keypoints inside the image."""
-    pts = [kp[conf >= VISIBLE]]
+    pts = [kp[conf >= VISIBLE_CONFIDENCE]]
     fg = mask > MASK_THRESHOLD
     if fg.any():
         x0, y0, x1, y1 = _mask_box(fg)

@@ -10,7 +10,6 @@ gets shipped), ``log.txt``, ``tb/``. ``--resume`` takes the newest checkpoint wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from humansplat.body import BodyModel
 from humansplat.models import WeightsError, load_checked, read_model_dir
 from humansplat.train.config import TrainConfig
 from humansplat.train.tasks import TASKS
-from humansplat.utils import atomic_dir, pick_device, progress
+from humansplat.utils import atomic_dir, file_sha256, pick_device, progress
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -39,14 +38,6 @@ class CheckpointError(ValueError):
     """No complete checkpoint to resume from."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     """The run's checkpoint directories whose files match the checksums in their state.json, newest first."""
     root = Path(run_dir) / CHECKPOINTS
@@ -54,7 +45,7 @@ def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     for d in sorted(root.glob("step-*"), reverse=True) if root.is_dir() else []:
         try:
             state = json.loads((d / STATE_FILE).read_text())
-            if all(_sha256(d / name) == state["sha256"][name] for name in CHECKSUMMED):
+            if all(file_sha256(d / name) == state["sha256"][name] for name in CHECKSUMMED):
                 found.append(d)
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -104,6 +95,8 @@ class Trainer:
         self.engine = SyntheticEngine(EngineConfig.from_dict(dict(config.data)), self.device)
         self.body = getattr(self.engine, "body", None) or BodyModel.load(self.device)
         self.step, self.elapsed, self.warmup_from = 0, 0.0, 0
+        if config.task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got {config.task!r}")
         self.task = TASKS[config.task](config, self.body, self.device, self.main)
         self.model = self.task.build_model()
         if config.init_from:
@@ -149,7 +142,7 @@ class Trainer:
             self.model.save_pretrained(tmp / "export", dtype=torch.float16)
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             state = {"step": self.step, "elapsed_s": self.elapsed, "world_size": self.world, "config": self.cfg.to_dict(),
-                     "sha256": {name: _sha256(tmp / name) for name in CHECKSUMMED}}
+                     "sha256": {name: file_sha256(tmp / name) for name in CHECKSUMMED}}
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))  # last: a checkpoint without it is incomplete
         for old in complete_checkpoints(self.run_dir)[self.cfg.keep_checkpoints:]:
             shutil.rmtree(old, ignore_errors=True)

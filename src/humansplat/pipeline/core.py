@@ -1,0 +1,182 @@
+"""``Pipeline``: the loaded models and the list of stages that turn a photo into a ``Reconstruction``.
+
+Each stage is a named step over one ``Work`` record (what the photo has become so far); ``pipe.stages`` is a
+plain list, so a stage can be inspected, skipped (``skip=``), replaced or watched while it runs
+(``on_stage=`` gets a ``StageEvent`` with its name, time and output after each one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from humansplat.body import BodyModel
+from humansplat.body.fit import FitConfig
+from humansplat.gaussians import Gaussians
+from humansplat.models import Reconstructor, WeightsError
+from humansplat.pipeline import stages as st
+from humansplat.pipeline.result import Reconstruction
+from humansplat.preprocess import Preprocessed, preprocess
+from humansplat.refine import RefineConfig, photo_psnr, refine_colors
+from humansplat.utils import file_sha256, pick_device, seed_everything
+
+WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
+INDEX_FILE = "pipeline.json"  # names the models of a pipeline folder and their subfolders
+MIN_PREPROCESS_RESOLUTION = 512  # the photo is cropped at least this large (the matte and fit see it; the model resizes)
+
+
+@dataclass
+class Work:
+    """One photo on its way through the stages; each stage fills its own fields."""
+
+    image: Any
+    person: int | None
+    name: str | None
+    inputs: Preprocessed | None = None
+    body_fit: st.BodyFit | None = None
+    placement: st.Placement | None = None
+    gaussians: Gaussians | None = None
+    quality: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[Work], Any]  # fills its fields of the Work; returns what it made (shown to ``on_stage``)
+
+
+@dataclass
+class StageEvent:
+    name: str
+    seconds: float
+    index: int  # 0-based among the stages that run for this photo
+    total: int
+    output: Any
+
+
+class Pipeline:
+    """Loaded models for photo -> Gaussians. ``weights``: a pipeline folder (with ``pipeline.json``) or a
+    reconstructor folder (``config.json`` + ``model.safetensors``); default: the shipped weights."""
+
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None,
+                 refine_steps: int = RefineConfig.steps, compile_fit: bool = False, skip: tuple[str, ...] = ()):  # fmt: skip
+        self.device = pick_device(device)
+        self.fit_config = FitConfig(compile=compile_fit)
+        self.refine = RefineConfig(steps=refine_steps)
+        self.seed, self.fit_iters = seed, fit_iters
+        t = time.perf_counter()
+        self.paths = resolve_weights(weights)
+        self.weights = self.paths["reconstructor"]
+        self.model = Reconstructor.from_pretrained(self.weights, self.device)
+        self.body = BodyModel.load(self.device)
+        self.stages = [Stage("preprocess", self._preprocess), Stage("body_fit", self._fit), Stage("reconstruct", self._reconstruct),
+                       Stage("crop", self._crop), Stage("refine", self._refine)]  # fmt: skip
+        self.skip = set(skip) | ({"refine"} if self.refine.steps <= 0 else set())
+        self.meta = {
+            "device": str(self.device),
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "weights": str(self.weights),
+            "weights_sha256": file_sha256(self.weights / "model.safetensors"),
+            "seed": seed,
+            "model_load_s": round(time.perf_counter() - t, 3),
+        }
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path = WEIGHTS_ROOT, **kwargs) -> Pipeline:
+        return cls(directory, **kwargs)
+
+    @torch.no_grad()
+    def __call__(self, image, person: int | None = None, name: str | None = None,
+                 on_stage: Callable[[StageEvent], None] | None = None) -> Reconstruction:  # fmt: skip
+        """``image``: a path, array or PIL image, or a ``Preprocessed`` photo (its preprocessing is not redone)."""
+        seed_everything(self.seed)
+        work = Work(image, person, name)
+        todo = [s for s in self.stages if s.name not in self.skip and not (s.name == "preprocess" and isinstance(image, Preprocessed))]
+        if isinstance(image, Preprocessed):
+            work.inputs = image
+        for i, stage in enumerate(todo):
+            with timed(work.timings, stage.name, self.device):
+                out = stage.run(work)
+            if on_stage is not None:
+                on_stage(StageEvent(stage.name, work.timings[stage.name], i, len(todo), out))
+        return self._result(work)
+
+    # ---- the stages ----
+    def _preprocess(self, w: Work) -> Preprocessed:
+        w.inputs = preprocess(w.image, resolution=max(MIN_PREPROCESS_RESOLUTION, self.model.config.image_size), person=w.person)
+        return w.inputs
+
+    def _fit(self, w: Work) -> st.BodyFit:
+        w.body_fit = st.fit_photo(w.inputs, self.body, self.fit_config, self.fit_iters)
+        return w.body_fit
+
+    def _reconstruct(self, w: Work) -> Gaussians:
+        w.placement = st.place_in_world(self.model, self.body, w.inputs, w.body_fit)
+        w.gaussians = st.reconstruct_gaussians(self.model, w.inputs, w.placement)
+        return w.gaussians
+
+    def _crop(self, w: Work) -> Gaussians:
+        w.gaussians = st.crop_to_photo(w.gaussians, w.inputs, w.placement.cameras[0, 0])
+        w.quality["input_view_psnr_db"] = photo_psnr(w.gaussians, w.placement.cameras[0], w.inputs.image)
+        return w.gaussians
+
+    def _refine(self, w: Work) -> Gaussians:
+        w.gaussians = refine_colors(w.gaussians, w.placement.cameras[0], w.inputs.image, self.refine)
+        w.quality["input_view_psnr_refined_db"] = photo_psnr(w.gaussians, w.placement.cameras[0], w.inputs.image)
+        return w.gaussians
+
+    def _result(self, w: Work) -> Reconstruction:
+        p = w.placement
+        return Reconstruction(
+            name=w.name or (Path(w.inputs.source).stem if w.inputs.source else "image"),
+            gaussians=w.gaussians.detach().to("cpu"),
+            camera=p.cameras[0].to("cpu"),
+            inputs=w.inputs,
+            fit=w.body_fit.fit,
+            fit_trusted=w.body_fit.trusted,
+            fit_note=w.body_fit.reason,
+            body_params=None if p.body_params is None else p.body_params.to("cpu"),
+            body_vertices=None if p.body_vertices is None else p.body_vertices.detach().cpu(),
+            world_offset=p.world_offset.detach().cpu(),
+            structure_prior=p.structure_prior,
+            cropped_to_view=w.inputs.is_partial,
+            timings=w.timings,
+            meta={**self.meta, "refine_steps": 0 if "refine" in self.skip else self.refine.steps,
+                  **{k: round(v, 2) for k, v in w.quality.items()}},
+        )
+
+
+def resolve_weights(weights: str | Path | None) -> dict[str, Path]:
+    """The model folders of a pipeline: from its ``pipeline.json``, or one reconstructor folder."""
+    root = Path(weights) if weights is not None else WEIGHTS_ROOT
+    index = root / INDEX_FILE
+    if index.is_file():
+        try:
+            names = json.loads(index.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise WeightsError(f"{index}: not valid JSON ({e})") from None
+        if not isinstance(names, dict) or not isinstance(names.get("reconstructor"), str):
+            raise WeightsError(f"{index}: expected an object naming at least the 'reconstructor' folder")
+        return {role: root / sub for role, sub in names.items() if isinstance(sub, str)}
+    if (root / "config.json").is_file():
+        return {"reconstructor": root}
+    raise WeightsError(f"no weights in {root} (expected {INDEX_FILE}, or config.json + model.safetensors)")
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float], name: str, device: torch.device):
+    """Record the wall-clock time of a block (CUDA-synchronised) as ``timings[name]``."""
+    t = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings[name] = time.perf_counter() - t

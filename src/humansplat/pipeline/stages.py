@@ -1,0 +1,140 @@
+"""The pipeline's stages as plain functions with typed results: each can be called, tested or replaced alone.
+
+photo -> ``preprocess`` (humansplat.preprocess) -> ``fit_photo`` -> ``place_in_world`` -> [novel views] ->
+``reconstruct_gaussians`` -> ``crop_to_photo`` -> refine (humansplat.refine).
+
+World frame of a result: the fit's world (the photo's camera on +Z at ``CAMERA_DISTANCE``, looking at the
+origin) moved so that the subject's centre is the origin, as in training. ``Placement.world_offset`` is that
+move (a fit-world point p is ``p - world_offset`` in the result), and the body parameters are moved with it,
+so the body posed from ``Placement.body_params`` lies on the Gaussians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from humansplat.body import BodyModel, BodyParams
+from humansplat.body.fit import FitConfig, FitResult, fit_body
+from humansplat.cameras import Cameras, project_points
+from humansplat.gaussians import Gaussians
+from humansplat.keypoints import VISIBLE_CONFIDENCE
+from humansplat.models import Anchors, Reconstructor
+from humansplat.preprocess import Preprocessed
+
+MIN_KEYPOINTS = 6  # confident COCO keypoints needed before the body fit is used as the structure prior
+MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of the crop side, for a trusted fit
+# Template-free anchors need the real height of what the matte shows (one view cannot tell scale).
+VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}
+MIN_OPACITY = 0.005  # nearly transparent Gaussians are dropped (invisible, and they slow rendering tenfold)
+PHOTO_EDGE_MARGIN = 0.005  # partial photos keep Gaussians projecting this far (fraction of the crop) past the photo
+
+
+@dataclass
+class BodyFit:
+    """The body fitted to a photo (``fit`` None when the photo gives too little to fit), and whether it is
+    trusted as the structure prior. ``camera``: the photo's camera in the fit's world (batch 1)."""
+
+    camera: Cameras
+    fit: FitResult | None
+    trusted: bool
+    reason: str  # why it is (not) trusted, for the report
+
+
+@dataclass
+class Placement:
+    """The reconstruction's world: cameras (batch (1, 1)), anchors, and the body in it (None without a fit)."""
+
+    cameras: Cameras
+    anchors: Anchors
+    world_offset: Tensor  # (3,) the fit-world point that became the origin
+    structure_prior: str  # "body" or "template_free"
+    body_vertices: Tensor | None  # (Nv, 3)
+    body_params: BodyParams | None  # batch 1; posed, they give body_vertices
+
+
+def fittable(inputs: Preprocessed) -> str | None:
+    """Why a photo gives too little to fit a body to (None when it can be fitted)."""
+    confident = int((inputs.confidence >= VISIBLE_CONFIDENCE).sum())
+    if inputs.framing == "head_only":
+        return "head-only photo"
+    if confident < MIN_KEYPOINTS:
+        return f"{confident} confident keypoints (at least {MIN_KEYPOINTS} needed)"
+    return None
+
+
+def fit_photo(inputs: Preprocessed, body: BodyModel, config: FitConfig | None = None, iters: int | None = None,
+              force: bool = False) -> BodyFit:  # fmt: skip
+    """Fit the body to the photo's keypoints and matte, in the photo's camera, and judge the fit.
+    ``force``: fit even a photo that ``fittable`` turns down (the fit is then not trusted)."""
+    camera = inputs.camera().to(body.device)
+    why_not = fittable(inputs)
+    if why_not is not None and not force:
+        return BodyFit(camera, None, False, why_not)
+    dev = body.device
+    with torch.enable_grad():
+        fit = fit_body(inputs.keypoints[None].to(dev), inputs.confidence[None].to(dev), camera, mask=inputs.mask.to(dev),
+                       iters=iters, body=body, config=config)  # fmt: skip
+    error = float(fit.reprojection_px[0])
+    limit = MAX_REPROJECTION * inputs.resolution
+    if why_not is not None:
+        return BodyFit(camera, fit, False, why_not)
+    if error > limit:
+        return BodyFit(camera, fit, False, f"reprojection {error:.1f} px > {limit:.1f} px")
+    return BodyFit(camera, fit, True, f"reprojection {error:.1f} px <= {limit:.1f} px")
+
+
+def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, body_fit: BodyFit) -> Placement:
+    """Anchors from the trusted body (or template-free ones), everything moved so the subject's centre is the origin."""
+    dev = body_fit.camera.K.device
+    cams = body_fit.camera[None]  # batch (1, 1)
+    fit = body_fit.fit
+    vertices = None if fit is None else fit.output.vertices[0].detach()
+    if body_fit.trusted and model.config.anchor_mode == "body":
+        prior = "body"
+        offset = (vertices.amin(0) + vertices.amax(0)) / 2
+        anchors = model.body_anchors((vertices - offset)[None], body.vertex_labels)
+    else:
+        prior = "template_free"
+        height = VISIBLE_HEIGHT_M.get(inputs.framing, VISIBLE_HEIGHT_M["full_body"])
+        anchors = model.template_free_anchors(cams[:, 0], inputs.mask[None].to(dev), height)
+        offset = anchors.xyz[0].mean(0)
+        anchors.xyz = anchors.xyz - offset
+    params = None
+    if fit is not None:
+        params = fit.params.detach().clone()
+        params.transl = params.transl - offset  # the root translation carries the move: the body stays on the Gaussians
+    return Placement(shift_world(cams, offset), anchors, offset, prior, None if vertices is None else vertices - offset, params)
+
+
+def reconstruct_gaussians(model: Reconstructor, inputs: Preprocessed, placement: Placement) -> Gaussians:
+    """The feed-forward reconstruction from the photo (N,), in the placement's world."""
+    images = inputs.image[None, None].to(placement.cameras.K.device)
+    return model(images, placement.cameras, placement.anchors)[0]
+
+
+def crop_to_photo(gaussians: Gaussians, inputs: Preprocessed, camera: Cameras) -> Gaussians:
+    """Drop nearly transparent Gaussians; for partial photos (half body, head only) also those outside what the
+    photo shows: cut where the photo ends, not where its padded square crop does."""
+    keep = gaussians.opacities >= MIN_OPACITY
+    if inputs.is_partial:
+        keep &= inside_view(gaussians.means, camera, inputs.photo_box, margin=PHOTO_EDGE_MARGIN)
+    return gaussians.select(keep)
+
+
+def shift_world(cams: Cameras, centre: Tensor) -> Cameras:
+    """The same cameras in a world whose origin moved to ``centre`` (points p become p - centre)."""
+    T = torch.eye(4, device=cams.w2c.device, dtype=cams.w2c.dtype)
+    T[:3, 3] = centre.to(T)
+    return Cameras(cams.K, cams.w2c @ T, cams.width, cams.height)
+
+
+def inside_view(points: Tensor, camera: Cameras, box: tuple[float, float, float, float], margin: float) -> Tensor:
+    """(N,) mask of points in front of ``camera`` that project inside ``box`` (u0, v0, u1, v1) of its image,
+    grown by a margin (a fraction of the image size)."""
+    uv, z = project_points(points, camera)
+    m = margin * max(camera.width, camera.height)
+    u0, v0, u1, v1 = box
+    return (z > 0) & (uv[:, 0] > u0 - m) & (uv[:, 0] < u1 + m) & (uv[:, 1] > v0 - m) & (uv[:, 1] < v1 + m)
