@@ -59,8 +59,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from humansplat.cli import UserError
-    from humansplat.commands.common import collect_images, describe_error, output_names
-    from humansplat.utils import pick_device, progress
+    from humansplat.commands.common import check_outputs, collect_images, describe_error, output_names
+    from humansplat.utils import OutputError, check_writable_file, pick_device, progress
 
     if args.resolution < 64 or args.resolution > 4096:
         raise UserError(f"--resolution must be between 64 and 4096, got {args.resolution}")
@@ -75,12 +75,19 @@ def run(args) -> int:
     paths = collect_images(args.images)
     if not paths:
         raise UserError("no images found in " + ", ".join(args.images))
+    names = output_names(paths)
+    check_outputs(args.output, names)  # before any work: a bad -o fails at once
+    try:
+        if args.contact_sheet:
+            check_writable_file(args.contact_sheet)
+    except OutputError as e:
+        raise UserError(str(e)) from None
 
     from humansplat.body import BodyModel
 
     body = BodyModel.load(device)
     failed, rows = [], []
-    bar = progress(list(zip(paths, output_names(paths))), desc="fit", unit="photo")
+    bar = progress(list(zip(paths, names)), desc="fit", unit="photo")
     for path, name in bar:
         try:
             fitted = fit_photo(path, body, args.resolution, args.person, args.fov, args.seed)
