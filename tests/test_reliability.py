@@ -300,3 +300,14 @@ def test_the_pickle_payload_is_live_but_never_unpickled_by_our_loaders(tmp_path,
     (tmp_path / "model.pt").write_bytes((tmp_path / "w" / "model.safetensors").read_bytes())
     torch.load(tmp_path / "model.pt", weights_only=False)  # what the old benchmark did with a user's .pt
     assert (tmp_path / "w" / "UNPICKLED").read_text() == "unpickled!"
+
+
+def test_train_init_from_pickled_weights_is_one_line(tmp_path, capsys):
+    from humansplat.models import Autoencoder, AutoencoderConfig
+
+    config = ROOT / "configs" / "tiny_autoencoder.json"
+    good = Autoencoder(AutoencoderConfig(**json.loads(config.read_text())["model"])).save_pretrained(tmp_path / "good")
+    bad = _broken(good, tmp_path / "w", "pickled")
+    code, err = _cli(capsys, "train", config, "--init-from", tmp_path / "w", "--out", tmp_path / "run", "--device", "cpu")
+    assert code == 2 and len(err) == 1 and str(bad) in err[0], err
+    assert not (tmp_path / "w" / "UNPICKLED").exists()
