@@ -8,8 +8,10 @@ Writing outputs (turntable renders, videos) is not part of the reconstruction an
 
 Where MediaPipe is not installed (e.g. a GPU server), preprocess on another machine and time the rest:
 
-    python benchmarks/reconstruct.py --save-preprocessed DIR photo.png   # writes DIR/photo.pt
-    python benchmarks/reconstruct.py --device cuda DIR/photo.pt          # no preprocess column
+    python benchmarks/reconstruct.py --save-preprocessed DIR photo.png          # writes DIR/photo.safetensors
+    python benchmarks/reconstruct.py --device cuda DIR/photo.safetensors        # no preprocess column
+
+(``Preprocessed.save``: safetensors and JSON, no pickle, so a file from anyone is safe to load.)
 """
 
 from __future__ import annotations
@@ -35,20 +37,20 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--compile-fit", action="store_true", help="torch.compile the body fit (warm runs only; compiling takes minutes)")
     ap.add_argument("--no-outputs", action="store_true", help="do not time writing the outputs (videos need imageio-ffmpeg)")
-    ap.add_argument("--save-preprocessed", type=Path, metavar="DIR", help="only preprocess the photos, into DIR/<name>.pt")
+    ap.add_argument("--save-preprocessed", type=Path, metavar="DIR", help="only preprocess the photos, into DIR/<name>.safetensors")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from humansplat.outputs import write_result
     from humansplat.pipeline import Pipeline
+    from humansplat.preprocess import Preprocessed
 
     images = args.images or [DEFAULT_PHOTO]
     if args.save_preprocessed:
         from humansplat.preprocess import preprocess
 
-        args.save_preprocessed.mkdir(parents=True, exist_ok=True)
         for path in images:
-            torch.save(preprocess(path, resolution=512), args.save_preprocessed / f"{path.stem}.pt")
+            preprocess(path, resolution=512).save(args.save_preprocessed / f"{path.stem}.safetensors")
         print(f"preprocessed {len(images)} photo(s) into {args.save_preprocessed}")
         return 0
     t = time.perf_counter()
@@ -59,7 +61,7 @@ def main() -> int:
     rows = []
     for path in images:
         # a photo preprocessed by --save-preprocessed, or the photo itself
-        photo = torch.load(path, weights_only=False) if path.suffix == ".pt" else path
+        photo = Preprocessed.load(path) if path.suffix == ".safetensors" else path
         pipe(photo)  # warm-up
         runs = []
         for _ in range(args.runs):

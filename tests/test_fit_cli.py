@@ -17,6 +17,7 @@ from humansplat.cli import main
 from humansplat.pipeline import stages
 from humansplat.preprocess.crop import CAMERA_DISTANCE
 from humansplat.commands import common
+from humansplat.utils import MANIFEST
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -70,7 +71,7 @@ def test_bad_files_do_not_stop_the_batch(batch):
 def test_outputs_of_a_photo(batch):
     d, *_ = batch
     folder = d / "out" / "person"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted((*FILES, MANIFEST))
     for name in FILES:
         if name.endswith(".png"):
             assert Image.open(folder / name).size == (S, S)
@@ -130,7 +131,7 @@ def test_failure_while_writing_leaves_the_previous_result(batch, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(stages, "fit_photo", lambda *a, **k: fitted)
     rc, _, _ = _cli(d / "person.png", "-o", d / "out2", "--resolution", S)
-    assert rc == 0 and sorted(p.name for p in (d / "out2" / "person").iterdir()) == sorted(FILES)
+    assert rc == 0 and sorted(p.name for p in (d / "out2" / "person").iterdir()) == sorted((*FILES, MANIFEST))
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from humansplat.cameras import orbit_cameras
-from humansplat.gaussians import Gaussians, load_ply, render, save_ply, save_splat
+from humansplat.gaussians import Gaussians, PlyError, load_ply, render, save_ply, save_splat
 from humansplat.gaussians.io import SPLAT_DTYPE
 from humansplat.gaussians.sh import SH_C0
 
@@ -100,6 +100,57 @@ def test_truncated_ply_data(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ValueError, match="truncated PLY data"):
         load_ply(path)
+
+
+def _with_header_count(path, count: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"element vertex 5\n", f"element vertex {count}\n".encode(), 1))
+
+
+@pytest.mark.parametrize("count", [str(10**14), str(2**63 - 1), str(2**64 + 5)])
+def test_huge_vertex_count_is_checked_against_the_file_size(tmp_path, count):
+    path = save_ply(degree3_scene(), tmp_path / "s.ply")
+    _with_header_count(path, count)
+    with pytest.raises(PlyError, match=rf"{path}: truncated PLY data: the header claims {count} vertices"):
+        load_ply(path)
+
+
+@pytest.mark.parametrize("count", ["-1", "2.5", "five"])
+def test_bad_vertex_count_names_the_file(tmp_path, count):
+    path = save_ply(degree3_scene(), tmp_path / "s.ply")
+    _with_header_count(path, count)
+    with pytest.raises(PlyError, match=rf"{path}: PLY element 'vertex' has count '{count}', not a whole number"):
+        load_ply(path)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_with_their_count(tmp_path, value):
+    path = save_ply(degree3_scene(features=2), tmp_path / "s.ply")
+    raw = read_raw_ply(path).copy()
+    raw["x"][1] = raw["f_rest_44"][1] = raw["feat_1"][3] = value  # two Gaussians, three values
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"end_header\n") + len(b"end_header\n")] + raw.tobytes())
+    with pytest.raises(PlyError, match=rf"{path}: 3 non-finite values \(NaN or inf\) in 2 of 5 Gaussians \(properties x, f_rest_44, feat_1\)"):
+        load_ply(path)
+
+
+def test_render_refuses_a_scene_with_one_nan(tmp_path, capsys):
+    from humansplat.cli import main
+
+    path = save_ply(degree3_scene(), tmp_path / "s.ply")
+    raw = read_raw_ply(path).copy()
+    raw["y"][0] = np.nan
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"end_header\n") + len(b"end_header\n")] + raw.tobytes())
+    assert main(["render", str(path), "-o", str(tmp_path / "out"), "--frames", "1", "--size", "16", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: 1 non-finite value (NaN or inf) in 1 of 5 Gaussians" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_duplicate_property_names_the_file(tmp_path):
+    (tmp_path / "d.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float x\nend_header\n" + bytes(8))
+    with pytest.raises(PlyError, match=f"{tmp_path / 'd.ply'}: bad vertex properties"):
+        load_ply(tmp_path / "d.ply")
 
 
 def test_splat_layout(tmp_path):

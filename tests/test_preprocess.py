@@ -258,6 +258,24 @@ def test_real_photo(tmp_path):
 
 
 @needs_mp
+def test_preprocessed_save_load_round_trip_without_pickle(tmp_path):
+    from safetensors.torch import save_file
+
+    from humansplat.preprocess import Preprocessed
+
+    p = preprocess(_photo(), resolution=64)
+    back = Preprocessed.load(p.save(tmp_path / "photo.safetensors"))
+    for name in ("image", "mask", "keypoints", "confidence", "K", "K_original", "landmarks"):
+        assert torch.equal(getattr(back, name), getattr(p, name)), name
+    assert back.to_dict() == p.to_dict() and back.crop_box == p.crop_box and back.original_size == p.original_size
+    save_file({"image": torch.zeros(3, 4, 4)}, str(tmp_path / "other.safetensors"))  # a safetensors file, not ours
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    for bad in ("other", "empty", "missing"):
+        with pytest.raises(ImageError, match=f"{tmp_path / bad}.safetensors: not a preprocessed photo"):
+            Preprocessed.load(tmp_path / f"{bad}.safetensors")
+
+
+@needs_mp
 def test_no_person_and_missing_person():
     with pytest.raises(PersonNotFound):
         preprocess(np.full((200, 160, 3), 0.8, np.float32), resolution=64)

@@ -1,14 +1,19 @@
-"""Small helpers shared by every stage: atomic writes (files and folders), seeding, progress bars, device choice."""
+"""Small helpers shared by every stage: atomic writes (files and folders, never replacing what we did not
+write), output checks made before any work, seeding, progress bars, device choice."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
+import re
+import secrets
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -16,12 +21,27 @@ import numpy as np
 import torch
 
 
+MANIFEST = ".humansplat-manifest.json"  # in every folder atomic_dir writes: the files we wrote there
+STALE_AFTER_S = 24 * 3600  # a temporary of ours this old is stale even when its pid is (again) alive
+_TEMP_TAG = "humansplat"  # temporaries are named .<name>.humansplat-<pid>-<token>.tmp (or .old)
+_TEMP_RE = re.compile(rf"^\..+\.{_TEMP_TAG}-(\d+)-[0-9a-z_]+\.(?:tmp|old)$")
+_LISTED_EXTRAS = 3  # unlisted files named in an error message
+
+
+class OutputError(ValueError):
+    """An output location that must not or cannot be written: one line naming the path."""
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_TEMP_TAG}-{os.getpid()}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{_temp_prefix(path)}{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -33,17 +53,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``path``; only if the block succeeds does it take the name
-    ``path`` (whatever was there before is swapped out, then removed). On failure nothing is left."""
+    ``path``, with a manifest (``MANIFEST``) of the files it holds. A folder already at ``path`` is
+    replaced only if it is one of ours holding nothing its manifest does not list, else ``OutputError``
+    (checked on entry and again before the swap). On failure nothing is left; stale temporaries of
+    killed runs beside ``path`` are removed on entry."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clean_stale_temporaries(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
+        files = _listing(tmp)
+        (tmp / MANIFEST).write_text(json.dumps({"written_by": _TEMP_TAG, "files": files}, indent=1) + "\n")
         if path.exists() or path.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            check_replaceable(path)  # again: the user may have added something while we worked
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / "previous")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -60,6 +88,95 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+def _listing(folder: Path) -> list[str]:
+    """Every file (and link) under ``folder`` as a relative POSIX path, sorted; the top manifest left out."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        out += [(rel / f).as_posix() for f in files]
+        out += [(rel / d).as_posix() for d in dirs if (Path(root) / d).is_symlink()]  # links to folders: listed, not entered
+    return sorted(f for f in out if f != MANIFEST)
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """``OutputError`` unless ``path`` is absent or a folder atomic_dir wrote that holds only what its
+    manifest lists: we never delete what we did not write."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    advice = "move it away or choose another output"
+    if path.is_symlink() or not path.is_dir():
+        raise OutputError(f"{path} exists and is not a folder humansplat wrote: not replacing it ({advice})")
+    try:
+        listed = json.loads((path / MANIFEST).read_text())["files"]
+        if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
+            raise TypeError
+        extra = sorted(set(_listing(path)) - set(listed))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise OutputError(f"{path} exists and is not a humansplat result (no {MANIFEST}): not replacing it ({advice})") from None
+    if extra:
+        more = f" and {len(extra) - _LISTED_EXTRAS} more" if len(extra) > _LISTED_EXTRAS else ""
+        raise OutputError(f"{path} holds files humansplat did not write ({', '.join(extra[:_LISTED_EXTRAS])}{more}): "
+                          f"not replacing it (move them away or choose another output)")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """``OutputError`` unless the folder ``path`` exists or can be made, and can be written into: called
+    by every command before its work, so a bad ``-o`` fails at once."""
+    path = Path(path)
+    probe = path
+    while not (probe.exists() or probe.is_symlink()) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{path}: {'exists and ' if probe == path else f'{probe} '}is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: {'' if probe == path else f'{probe} '}is not writable (permission denied)")
+
+
+def check_writable_file(path: str | os.PathLike) -> None:
+    """``OutputError`` unless the file ``path`` can be written (its folder checked as ``check_writable``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file name")
+    check_writable(path.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix" or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OverflowError:  # no pid is that large
+        return False
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ours in ``folder`` (named by atomic_path / atomic_dir) left by a killed
+    process: those whose process is gone, or older than ``STALE_AFTER_S``. Anything else is left alone."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for p in entries:
+        m = _TEMP_RE.match(p.name)
+        try:
+            if not m or (_pid_alive(int(m[1])) and now - p.lstat().st_mtime < STALE_AFTER_S):
+                continue
+            if p.name.endswith(".old") and (p / "previous").exists():
+                check_replaceable(p / "previous")  # a folder moved aside: removed only if it is ours
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+        except (OSError, OutputError):
+            continue
+    return removed
 
 
 def seed_everything(seed: int) -> torch.Generator:

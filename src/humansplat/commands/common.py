@@ -1,7 +1,9 @@
-"""What the photo commands (`fit`, `reconstruct`) share: collecting inputs, naming outputs, one-line errors."""
+"""What the photo commands (`fit`, `reconstruct`) share: collecting inputs, naming and checking outputs,
+one-line errors."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +13,35 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 def collect_images(items: list[str]) -> list[Path]:
     """Files as given (kept even when not images: they fail with a clear message); folders expanded to
-    the images directly inside them, sorted."""
+    the images directly inside them, sorted, broken links to images included (they fail, loudly)."""
     out: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+            out += sorted(f for f in p.iterdir() if not f.name.startswith(".") and _is_image_entry(f))
         else:
             out.append(p)
     return out
+
+
+def _is_image_entry(f: Path) -> bool:
+    if f.is_symlink() and not f.exists():  # dangling: an image by its name or its target's
+        return bool({f.suffix.lower(), Path(os.readlink(f)).suffix.lower()} & IMAGE_SUFFIXES)
+    return f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+
+
+def check_outputs(out: Path, folders: list[str] = ()) -> None:
+    """Before any work: ``out`` must be (or become) a writable folder, and each result folder ``out/<name>``
+    must be absent or a humansplat result we may replace. Raises ``UserError``."""
+    from humansplat.cli import UserError
+    from humansplat.utils import OutputError, check_replaceable, check_writable
+
+    try:
+        check_writable(out)
+        for name in folders:
+            check_replaceable(out / name)
+    except OutputError as e:
+        raise UserError(str(e)) from None
 
 
 def output_names(paths: list[Path]) -> list[str]:

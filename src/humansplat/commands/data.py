@@ -61,12 +61,25 @@ def _device(name: str):
         raise UserError(str(e)) from None
 
 
+def _check_out(out: Path, dataset: bool = True) -> None:
+    """Before any work: ``out`` can be written, and (a dataset folder) is new, empty or one of our datasets."""
+    from humansplat.cli import UserError
+    from humansplat.data.shards import check_dataset_root
+    from humansplat.utils import OutputError, check_writable, check_writable_file
+
+    try:
+        check_writable(out) if dataset else check_writable_file(out)
+        if dataset:
+            check_dataset_root(out)
+    except (OutputError, FileExistsError) as e:
+        raise UserError(f"{e}; choose another -o") from None
+
+
 def _writer(out: Path, meta: dict):
     from humansplat.cli import UserError
     from humansplat.data.shards import ShardWriter
 
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
+    _check_out(out)
     try:
         return ShardWriter(out, meta)
     except FileExistsError as e:
@@ -107,8 +120,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     if args.subjects is not None and args.subjects < 1:
         raise UserError("-n must be >= 1")
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"{args.out} exists and is not a folder")
+    _check_out(args.out)
     try:
         sums = make_benchmark(args.out, device=_device(args.device), subjects=args.subjects)
     except FileExistsError as e:
@@ -121,6 +133,7 @@ def run_scans(args: argparse.Namespace) -> int:
     from humansplat.cli import UserError
     from humansplat.data.scans import ScanDataset, write_scans
 
+    _check_out(args.out)
     try:
         scans = ScanDataset(args.root, resolution=args.res, views=args.views, protocol=args.protocol, device=_device(args.device))
     except (FileNotFoundError, ValueError) as e:
@@ -139,6 +152,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
     if args.subjects < 1 or args.panel < 8 or args.per_row < 1 or not 16 <= args.res <= 4096:
         raise UserError("-n and --per-row must be >= 1, --panel >= 8, --res in 16..4096")
+    _check_out(args.out, dataset=False)
     engine = SyntheticEngine(EngineConfig(resolution=args.res, views=3), device=_device(args.device))
     sheet = contact_sheet(engine, args.subjects, args.per_row, args.panel, args.seed)
     save_image(args.out, sheet)

@@ -29,12 +29,17 @@ def run(args) -> int:
     from humansplat.data.shards import ShardDataset
     from humansplat.evaluate import benchmark_subject, evaluate, format_table, write_json
     from humansplat.models import Reconstructor, WeightsError
-    from humansplat.utils import pick_device, progress
+    from humansplat.utils import OutputError, check_writable_file, pick_device, progress
 
     weights, data = Path(args.weights), Path(args.data)
     if not data.is_dir():
         raise UserError(f"benchmark directory not found: {data}")
-    device = pick_device(args.device)
+    out = Path(args.out) if args.out else weights / "eval.json"
+    try:
+        check_writable_file(out)  # before the work, not after it
+        device = pick_device(args.device)
+    except (OutputError, RuntimeError) as e:
+        raise UserError(str(e)) from None
     try:
         model = Reconstructor.from_pretrained(weights, device=device)
     except WeightsError as e:
@@ -52,7 +57,6 @@ def run(args) -> int:
     bar.close()
     summary["weights"], summary["data"] = str(weights), str(data)
     print(format_table(summary))
-    out = Path(args.out) if args.out else weights / "eval.json"
     write_json(summary, out)
     print(f"wrote {out}")
     return 0

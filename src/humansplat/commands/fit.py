@@ -48,9 +48,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from humansplat.cli import UserError
-    from humansplat.commands.common import collect_images, describe_error, output_names
+    from humansplat.commands.common import check_outputs, collect_images, describe_error, output_names
     from humansplat.preprocess import require_photo_extra
-    from humansplat.utils import pick_device, progress
+    from humansplat.utils import OutputError, check_writable_file, pick_device, progress
 
     if args.resolution < 64 or args.resolution > 4096:
         raise UserError(f"--resolution must be between 64 and 4096, got {args.resolution}")
@@ -65,6 +65,13 @@ def run(args) -> int:
     paths = collect_images(args.images)
     if not paths:
         raise UserError("no images found in " + ", ".join(args.images))
+    names = output_names(paths)
+    check_outputs(args.output, names)  # before any work: a bad -o fails at once
+    try:
+        if args.contact_sheet:
+            check_writable_file(args.contact_sheet)
+    except OutputError as e:
+        raise UserError(str(e)) from None
 
     from humansplat.body import BodyModel
     from humansplat.outputs import write_fit
@@ -78,7 +85,7 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     body = BodyModel.load(device)
     failed, rows = [], []
-    bar = progress(list(zip(paths, output_names(paths))), desc="fit", unit="photo")
+    bar = progress(list(zip(paths, names)), desc="fit", unit="photo")
     for path, name in bar:
         try:
             start = time.perf_counter()

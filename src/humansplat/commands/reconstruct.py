@@ -44,10 +44,12 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from humansplat.cli import UserError
-    from humansplat.commands.common import collect_images, describe_error, output_names
+    from humansplat.commands.common import check_outputs, collect_images, describe_error, output_names
+    from humansplat.models import WeightsError
     from humansplat.outputs import write_result
     from humansplat.pipeline import Pipeline
-    from humansplat.utils import progress
+    from humansplat.preprocess import require_photo_extra
+    from humansplat.utils import pick_device, progress
 
     if not 1 <= args.frames <= 720:
         raise UserError(f"--frames must be between 1 and 720, got {args.frames}")
@@ -58,12 +60,19 @@ def run(args) -> int:
     paths = collect_images(args.images)
     if not paths:
         raise UserError("no images found in " + ", ".join(args.images))
+    names = output_names(paths)
+    check_outputs(args.output, names)  # before the models load: a bad -o fails at once
+    try:
+        pick_device(args.device)
+        require_photo_extra()
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
     try:
         pipe = Pipeline(args.weights, args.device, args.seed, refine_steps=args.refine_steps, compile_fit=args.compile_fit)
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
+    except (WeightsError, FileNotFoundError) as e:  # unusable or missing weights
         raise UserError(" ".join(str(e).split())) from None
     failed = 0
-    bar = progress(list(zip(paths, output_names(paths))), desc="reconstruct", unit="photo")
+    bar = progress(list(zip(paths, names)), desc="reconstruct", unit="photo")
     for path, name in bar:
         try:
             result = pipe(path, person=args.person, name=name)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from humansplat.cli import UserError
     from humansplat.gaussians import load_ply, render
     from humansplat.media import contact_sheet, frame_points, save_image, to_uint8, turntable_cameras, write_gif, write_video
-    from humansplat.utils import pick_device, progress
+    from humansplat.utils import OutputError, atomic_dir, check_replaceable, check_writable, pick_device, progress
 
     if not args.scene.is_file():
         raise UserError(f"{args.scene}: no such file")
@@ -39,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--frames, --sheet and --batch must be >= 1 and --size >= 8")
     if not 0 < args.fov < 180:
         raise UserError("--fov must be between 0 and 180 degrees")
+    try:
+        check_writable(args.out.parent)
+        check_replaceable(args.out)  # the folder is replaced as a whole: only one of ours may be
+    except OutputError as e:
+        raise UserError(str(e)) from None
     try:
         gaussians = load_ply(args.scene)
     except (ValueError, OSError) as e:
@@ -61,13 +66,16 @@ def run(args: argparse.Namespace) -> int:
             frames += [to_uint8(f) for f in out.rgb]
 
     out_dir: Path = args.out
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_video(out_dir / "turntable.mp4", frames, fps=args.fps)
-    write_gif(out_dir / "turntable.gif", frames, fps=min(args.fps, 15.0))
-    picks = [frames[round(k * args.frames / min(args.sheet, args.frames))] for k in range(min(args.sheet, args.frames))]
-    save_image(out_dir / "contact_sheet.png", contact_sheet(picks, cols=min(4, len(picks))))
-    if args.save_frames:
-        for k, f in enumerate(frames):
-            save_image(out_dir / "frames" / f"{k:04d}.png", f)
+    try:
+        with atomic_dir(out_dir) as tmp:
+            write_video(tmp / "turntable.mp4", frames, fps=args.fps)
+            write_gif(tmp / "turntable.gif", frames, fps=min(args.fps, 15.0))
+            picks = [frames[round(k * args.frames / min(args.sheet, args.frames))] for k in range(min(args.sheet, args.frames))]
+            save_image(tmp / "contact_sheet.png", contact_sheet(picks, cols=min(4, len(picks))))
+            if args.save_frames:
+                for k, f in enumerate(frames):
+                    save_image(tmp / "frames" / f"{k:04d}.png", f)
+    except OutputError as e:  # something appeared in the folder while we rendered
+        raise UserError(str(e)) from None
     print(f"wrote {out_dir / 'turntable.mp4'}, turntable.gif and contact_sheet.png ({args.frames} frames, {gaussians.num} Gaussians)")
     return 0

@@ -30,6 +30,7 @@ def run(args) -> int:
     from humansplat.train.config import TrainConfig
     from humansplat.train.tasks import TASKS
     from humansplat.train.trainer import CHECKPOINTS, CheckpointError, Trainer
+    from humansplat.utils import OutputError, check_replaceable, check_writable
 
     path = Path(args.config)
     if not path.is_file():
@@ -58,10 +59,15 @@ def run(args) -> int:
         raise UserError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}")
     if TASKS[config.task].needs_autoencoder and (not config.autoencoder or not Path(config.autoencoder, "model.safetensors").is_file()):
         raise UserError(f"the autoencoder named by the config is missing: {config.autoencoder} (train it first)")
+    try:
+        check_writable(run_dir)
+        check_replaceable(run_dir / "export")  # replaced at every checkpoint: it must be ours
+    except OutputError as e:
+        raise UserError(str(e)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         trainer = Trainer(config, run_dir, resume=args.resume, max_steps=args.max_steps, device=args.device)
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:  # ValueError: WeightsError of --init-from, the config's own checks
         raise UserError(" ".join(str(e).split())) from None
     export = trainer.fit()
     if trainer.stop_signal is not None:

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from humansplat.utils import atomic_path
+from humansplat.utils import atomic_path, clean_stale_temporaries
 
-__all__ = ["FORMAT", "VERSION", "ShardWriter", "ShardDataset", "collate", "batch_to_subjects", "write_npz", "shard_seed"]
+__all__ = ["FORMAT", "VERSION", "ShardWriter", "check_dataset_root", "ShardDataset", "collate", "batch_to_subjects", "write_npz", "shard_seed"]
 
 FORMAT = "humansplat-shards"
 VERSION = 1
@@ -102,6 +102,16 @@ def batch_to_subjects(batch: dict, first: int) -> list[dict[str, np.ndarray]]:
     return [{**{k: v[b] for k, v in enc.items()}, "subject": np.asarray(first + b, dtype=np.int64)} for b in range(B)]
 
 
+def check_dataset_root(root: str | Path) -> None:
+    """``FileExistsError`` when ``root`` is a file, or a folder that holds files but no dataset: we write
+    only into a new folder or into one of our datasets."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} exists and is not a folder")
+    if root.is_dir() and not (root / "dataset.json").exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty and holds no humansplat dataset (no dataset.json)")
+
+
 class ShardWriter:
     """Writes a dataset folder shard by shard; ``meta`` (JSON-able) describes what is being made.
 
@@ -115,6 +125,7 @@ class ShardWriter:
         for key in ("subjects", "shard_size"):
             if int(self.meta.get(key, 0)) <= 0:
                 raise ValueError(f"dataset meta needs a positive {key!r}")
+        check_dataset_root(self.root)
         path = self.root / "dataset.json"
         if path.exists():
             old = json.loads(path.read_text())
@@ -125,8 +136,7 @@ class ShardWriter:
             self.root.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 tmp.write_text(json.dumps(self.meta, indent=1, sort_keys=True) + "\n")
-        for stale in self.root.glob(".*.tmp"):  # left by an interrupted write
-            stale.unlink()
+        clean_stale_temporaries(self.root)  # left by an interrupted write (only ours, only dead ones)
 
     @property
     def num_shards(self) -> int:

@@ -25,13 +25,17 @@ from humansplat.gaussians.container import Gaussians
 from humansplat.gaussians.sh import sh_to_rgb
 from humansplat.utils import atomic_path
 
-__all__ = ["save_ply", "load_ply", "save_splat"]
+__all__ = ["PlyError", "save_ply", "load_ply", "save_splat"]
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
     "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }
+
+
+class PlyError(ValueError):
+    """A .ply that cannot be loaded: the message is one line naming the file and what is wrong."""
 
 
 def _ply_names(sh_k: int, n_features: int) -> list[str]:
@@ -72,12 +76,12 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
 def _read_ply_vertices(path: Path) -> np.ndarray:
     with open(path, "rb") as f:
         if f.readline().strip() != b"ply":
-            raise ValueError(f"{path}: not a PLY file")
+            raise PlyError(f"{path}: not a PLY file")
         fmt, elements, current = None, [], None
         while True:
             line = f.readline()
             if not line:
-                raise ValueError(f"{path}: truncated PLY header (no end_header)")
+                raise PlyError(f"{path}: truncated PLY header (no end_header)")
             words = line.decode("ascii", "replace").split()
             if not words or words[0] in ("comment", "obj_info"):
                 continue
@@ -86,28 +90,35 @@ def _read_ply_vertices(path: Path) -> np.ndarray:
             if words[0] == "format":
                 fmt = words[1] if len(words) > 1 else None
             elif words[0] == "element" and len(words) == 3:
+                if not (words[2].isascii() and words[2].isdigit()):
+                    raise PlyError(f"{path}: PLY element {words[1]!r} has count {words[2]!r}, not a whole number >= 0")
                 current = (words[1], int(words[2]), [])
                 elements.append(current)
             elif words[0] == "property" and current is not None and len(words) >= 3:
                 if words[1] == "list":  # fine after the vertex element (e.g. faces), which we never read
                     if current[0] == "vertex":
-                        raise ValueError(f"{path}: list property {words[-1]!r} in the vertex element is not supported")
+                        raise PlyError(f"{path}: list property {words[-1]!r} in the vertex element is not supported")
                     continue
                 if words[1] not in _PLY_TYPES:
-                    raise ValueError(f"{path}: unknown PLY property type {words[1]!r}")
+                    raise PlyError(f"{path}: unknown PLY property type {words[1]!r}")
                 current[2].append((words[2], _PLY_TYPES[words[1]]))
             else:
-                raise ValueError(f"{path}: malformed PLY header line {line.strip()!r}")
+                raise PlyError(f"{path}: malformed PLY header line {line.strip()!r}")
         if fmt != "binary_little_endian":
-            raise ValueError(f"{path}: PLY format {fmt!r} is not supported (need binary_little_endian)")
+            raise PlyError(f"{path}: PLY format {fmt!r} is not supported (need binary_little_endian)")
         if not elements or elements[0][0] != "vertex":
-            raise ValueError(f"{path}: the first PLY element must be 'vertex'")
+            raise PlyError(f"{path}: the first PLY element must be 'vertex'")
         _, n, props = elements[0]
-        dtype = np.dtype([(name, "<" + t) for name, t in props])
-        buf = f.read(n * dtype.itemsize)
-        if len(buf) < n * dtype.itemsize:
-            raise ValueError(f"{path}: truncated PLY data ({len(buf)} of {n * dtype.itemsize} bytes)")
-        return np.frombuffer(buf, dtype=dtype, count=n)
+        try:
+            dtype = np.dtype([(name, "<" + t) for name, t in props])
+        except (ValueError, TypeError) as e:  # e.g. a property named twice
+            raise PlyError(f"{path}: bad vertex properties ({e})") from None
+        if dtype.itemsize == 0:
+            raise PlyError(f"{path}: the vertex element has no properties")
+        need, have = n * dtype.itemsize, os.fstat(f.fileno()).st_size - f.tell()
+        if need > have:  # checked before reading: a huge count must not allocate
+            raise PlyError(f"{path}: truncated PLY data: the header claims {n} vertices ({need} bytes), the file holds {have} bytes")
+        return np.frombuffer(f.read(need), dtype=dtype, count=n)
 
 
 def load_ply(path: str | os.PathLike) -> Gaussians:
@@ -120,30 +131,45 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
     needed = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
     missing = [n for n in needed if n not in names]
     if missing:
-        raise ValueError(f"{path}: not a 3D Gaussian PLY (missing properties {', '.join(missing)})")
-
-    def stack(cols: list[str]) -> torch.Tensor:
-        out = np.empty((len(v), len(cols)), np.float32)
-        for i, c in enumerate(cols):
-            out[:, i] = v[c]
-        return torch.from_numpy(out)
-
-    n_rest = len([n for n in names if re.fullmatch(r"f_rest_\d+", n)])
-    K = 1 + n_rest // 3
-    if n_rest % 3 or K not in (1, 4, 9, 16):
-        raise ValueError(f"{path}: {n_rest} f_rest properties do not make SH degree 0..3")
+        raise PlyError(f"{path}: not a 3D Gaussian PLY (missing properties {', '.join(missing)})")
+    rest, feat = _numbered(path, names, "f_rest"), _numbered(path, names, "feat")
+    K = 1 + len(rest) // 3
+    if len(rest) % 3 or K not in (1, 4, 9, 16):
+        raise PlyError(f"{path}: {len(rest)} f_rest properties do not make SH degree 0..3")
+    cols = needed + rest + feat
     N = len(v)
-    dc = stack(["f_dc_0", "f_dc_1", "f_dc_2"])
-    rest = stack([f"f_rest_{i}" for i in range(n_rest)]).reshape(N, 3, K - 1).transpose(1, 2)
-    n_feat = len([n for n in names if re.fullmatch(r"feat_\d+", n)])
+    a = np.empty((N, len(cols)), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # doubles beyond float32 become inf: refused below
+        for i, c in enumerate(cols):
+            a[:, i] = v[c]
+    _check_finite(path, a, cols)
+    t = torch.from_numpy(a)  # columns in the order of ``cols``: needed (means 0:3, dc 3:6, opacity 6, scales 7:10, rot 10:14), rest, feat
     return Gaussians(
-        means=stack(["x", "y", "z"]),
-        quats=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
-        log_scales=stack(["scale_0", "scale_1", "scale_2"]),
-        opacity_logits=stack(["opacity"])[:, 0],
-        sh=torch.cat([dc[:, None, :], rest], 1).contiguous(),
-        features=stack([f"feat_{i}" for i in range(n_feat)]) if n_feat else None,
+        means=t[:, 0:3].contiguous(),
+        quats=t[:, 10:14].contiguous(),
+        log_scales=t[:, 7:10].contiguous(),
+        opacity_logits=t[:, 6].contiguous(),
+        sh=torch.cat([t[:, None, 3:6], t[:, 14 : 14 + len(rest)].reshape(N, 3, K - 1).transpose(1, 2)], 1).contiguous(),
+        features=t[:, 14 + len(rest) :].contiguous() if feat else None,
     )
+
+
+def _numbered(path: Path, names: set[str], prefix: str) -> list[str]:
+    """``prefix_0 .. prefix_{n-1}``: all of them, or an error naming the gaps."""
+    found = sorted(int(n[len(prefix) + 1 :]) for n in names if re.fullmatch(rf"{prefix}_\d+", n))
+    if found != list(range(len(found))):
+        raise PlyError(f"{path}: {prefix}_* properties are not numbered 0..{len(found) - 1} (found {found[:8]})")
+    return [f"{prefix}_{i}" for i in found]
+
+
+def _check_finite(path: Path, a: np.ndarray, cols: list[str]) -> None:
+    """Refuse NaN or infinite values: one would render the whole scene white (a corrupt file, not a scene)."""
+    bad = ~np.isfinite(a)
+    count = int(bad.sum())
+    if count:
+        where = [c for c, b in zip(cols, bad.any(0)) if b]
+        raise PlyError(f"{path}: {count} non-finite value{'s' * (count > 1)} (NaN or inf) in {int(bad.any(1).sum())} of {len(a)} Gaussians "
+                       f"(properties {', '.join(where[:6])}{', ...' if len(where) > 6 else ''}): the file is corrupt")
 
 
 SPLAT_DTYPE = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])

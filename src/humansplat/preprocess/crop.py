@@ -11,8 +11,11 @@ so crop and resize move K exactly: a 3D point lands on the same image content be
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +31,9 @@ from humansplat.cameras import (
 )
 from humansplat.keypoints import COCO_KEYPOINTS
 
-from .image_io import LoadedImage, focal_from_35mm, load_image
+from humansplat.utils import atomic_path
+
+from .image_io import ImageError, LoadedImage, focal_from_35mm, load_image
 from .person import detect_person, framing_of
 
 __all__ = ["Preprocessed", "preprocess", "square_crop", "photo_intrinsics", "DEFAULT_FOV_DEG", "FILL"]
@@ -107,6 +112,47 @@ class Preprocessed:
             "candidates": self.candidates,
             "keypoints": {n: [*map(float, xy), float(c)] for n, xy, c in zip(COCO_KEYPOINTS, self.keypoints, self.confidence)},
         }
+
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """One ``.safetensors`` file (atomically): the tensors, and the other fields as JSON in its metadata.
+        Nothing in it is pickled, so a file from anyone can be loaded safely (``Preprocessed.load``)."""
+        from safetensors.torch import save_file
+
+        tensors = {k: getattr(self, k).detach().cpu().contiguous() for k in _TENSORS if getattr(self, k) is not None}
+        fields = {k: getattr(self, k) for k in _FIELDS}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": SAVED_FORMAT, "fields": json.dumps(fields)})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Preprocessed:
+        """Read a file written by ``save``; ``ImageError`` naming the file for anything else."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            if meta.get("format") != SAVED_FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {SAVED_FORMAT!r}")
+            fields = json.loads(meta["fields"])
+            if not isinstance(fields, dict) or set(fields) != set(_FIELDS) or set(_TENSORS) - set(tensors) - {"landmarks"}:
+                raise ValueError("fields or tensors missing")
+            S = tensors["image"].shape[-1]
+            shapes = {"image": (3, S, S), "mask": (1, S, S), "keypoints": (17, 2), "confidence": (17,), "K": (3, 3), "K_original": (3, 3)}
+            wrong = [k for k, shape in shapes.items() if tuple(tensors[k].shape) != shape]
+            if wrong:
+                raise ValueError(f"wrong shape of {', '.join(wrong)}")
+            fields["crop_box"], fields["original_size"] = tuple(map(float, fields["crop_box"])), tuple(map(int, fields["original_size"]))
+            return cls(**{k: tensors.get(k) for k in _TENSORS}, **fields)
+        except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:
+            raise ImageError(f"{path}: not a preprocessed photo ({' '.join(str(e).split())[:200]})") from None
+
+
+SAVED_FORMAT = "humansplat-preprocessed-1"  # Preprocessed.save: safetensors, fields as JSON in its metadata
+_TENSORS = ("image", "mask", "keypoints", "confidence", "K", "K_original", "landmarks")
+_FIELDS = ("crop_box", "original_size", "scale", "framing", "source", "intrinsics_source", "candidates")
 
 
 def preprocess(

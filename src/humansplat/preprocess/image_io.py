@@ -98,6 +98,8 @@ def _open(src, name: str) -> tuple[Image.Image, tuple[int, int]]:
         src = io.BytesIO(src)
     else:
         path = Path(src)
+        if path.is_symlink() and not path.exists():
+            raise ImageError(f"{name}: broken symbolic link (to {os.readlink(path)}, which does not exist)")
         if not path.exists():
             raise ImageError(f"{name}: no such file")
         if path.is_dir():
