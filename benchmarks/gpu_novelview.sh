@@ -45,7 +45,7 @@ train_bg() {  # NAME MINUTES CONFIG OUTDIR ARGS...: a run in the background, wai
     sleep 15; [ -f $R/$name/log.txt ] && tail -n 1 $R/$name/log.txt | cut -c1-300
   done
   tail -n 3 $R/$name.out | cut -c1-600
-  [ -d $R/$name/export ] && mkdir -p "$OUT/$keep" && cp $R/$name/export/* "$OUT/$keep/" && cp $R/$name/log.txt "$OUT/${name}_log.txt"
+  [ -d $R/$name/export ] && mkdir -p "$OUT/$keep" && cp $R/$name/export/* "$OUT/$keep/"; cp $R/$name/log.txt "$OUT/${name}_log.txt" 2> /dev/null; cp $R/$name.out "$OUT/${name}_stdout.txt"
 }
 gen_dir() { [ -n "${GEN:-}" ] && echo "$GEN" || { [ -f $R/gen/export/model.safetensors ] && echo $R/gen/export || echo src/humansplat/weights/novelview; }; }
 phase_train() { bench; train_bg gen "$1" $GEN_CONFIG novelview; }

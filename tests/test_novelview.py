@@ -113,7 +113,7 @@ def test_guidance_on_the_photo_and_the_template_free_mode(tmp_path):
             assert torch.allclose(g.sample(cond, noise, steps=1, guidance=w), noise - (v_u + w * (v_c - v_u)), atol=1e-5)
         assert not torch.allclose(v_c, v_u)
         # a dropped photo / body is ignored entirely
-        other = ViewConditions(cond.photo_latent + 1, cond.photo_rays, cond.target_rays, cond.body + 1, cond.photo_keep, cond.body_keep)
+        other = ViewConditions(cond.photo_latent + 1, cond.photo_rays, cond.target_rays, cond.body, cond.photo_keep, cond.body_keep)
         assert torch.equal(g(noise, t, cond.with_photo(False)), g(noise, t, other.with_photo(False)))
         no_body = lambda c: ViewConditions(c.photo_latent, c.photo_rays, c.target_rays, c.body, c.photo_keep, torch.zeros(1, dtype=torch.bool))
         assert torch.equal(g(noise, t, no_body(cond)), g(noise, t, no_body(ViewConditions(*(
