@@ -11,7 +11,9 @@
 # Environment: DEVICE (cuda; cpu for a dry run), TINY=1 (tiny configs, a tiny autoencoder trained first; the
 # dry run: DEVICE=cpu TINY=1 BENCH=/work/data/bench LIMIT=1 bash benchmarks/gpu_novelview.sh all 0.2 0.2),
 # GEN (generator weights; default: this call's run, else src/humansplat/weights/novelview), RECON (fine-tuned
-# reconstructor; default: this call's run, else $OUT/finetune), BENCH, LIMIT, STEPS.
+# reconstructor; default: this machine's finetune run), BENCH, LIMIT, STEPS. A fresh machine keeps nothing:
+# copy $OUT/novelview to src/humansplat/weights/novelview (the default GEN) and $OUT/finetune into the tree
+# (RECON=...) before the next phase.
 set -uo pipefail
 DEVICE=${DEVICE:-cuda} TINY=${TINY:-0} OUT=${OUT:-/tmp/gpu_out} R=${RUNS:-/tmp/runs_novelview}
 BENCH=${BENCH:-/tmp/bench} LIMIT=${LIMIT:-20} STEPS=${STEPS:-}
@@ -53,9 +55,9 @@ phase_finetune() { bench; train_bg ft "$1" $FT_CONFIG finetune --generator "$(ge
 phase_eval() {
   bench
   while [ ! -f "$BENCH/SHA256SUMS" ]; do sleep 5; grep -q Traceback $R/bench.out 2> /dev/null && { cat $R/bench.out; exit 1; }; done
-  local recon=${RECON:-$( [ -f $R/ft/export/model.safetensors ] && echo $R/ft/export || echo "$OUT/finetune")}
+  local recon=${RECON:-$R/ft/export}
+  [ -f "$recon/model.safetensors" ] || { echo "no fine-tuned reconstructor in $recon: pass RECON=DIR (e.g. the finetune phase's weights, copied into the tree)" >&2; exit 1; }
   local steps=${STEPS:+--steps $STEPS}
-  [ "$TINY" = 1 ] && recon=$R/ft/export
   $PY benchmarks/novelview.py --generator "$(gen_dir)" --weights "$recon" --data "$BENCH" --limit "$LIMIT" --device "$DEVICE" $steps \
     --time 5 --out "$OUT/novelview_eval.json"
   [ "$TINY" = 1 ] || $PY benchmarks/novelview.py --generator "$(gen_dir)" --weights src/humansplat/weights/humansplat-main --data "$BENCH" \
