@@ -175,18 +175,23 @@ def test_sharpness_ratio_sees_blur():
     assert (sharpness_ratio(blurred, x, m) < 0.3).all()
 
 
-def test_evaluate_with_and_without_the_generator(tmp_path, body):
-    from humansplat.data import EngineConfig, SyntheticEngine
-    from humansplat.novelview_eval import evaluate_novel_views, format_novelview_table
+def test_eval_command_with_and_without_the_generator(tmp_path, body):
+    """`humansplat eval --novel-views DIR` keeps the usual table and adds the with/without one."""
+    import json
+
+    from humansplat.cli import main
+    from humansplat.data.benchmark import make_benchmark
     from humansplat.train.trainer import Trainer
 
-    engine = SyntheticEngine(EngineConfig(resolution=32, views=8), torch.device("cpu"))
-    b = engine.sample(1, torch.Generator().manual_seed(2))
-    s = {k: b[k][0, 1:] for k in ("images", "masks", "labels")}
-    s.update(cameras=b["cameras"][0, 1:], body_vertices=b["body_vertices"][0], vertex_labels=body.vertex_labels, name="s")
-    rec = Trainer(tiny_config(tmp_path, "tiny.json", max_steps=1), tmp_path / "rec", device="cpu").model.eval()
-    out = evaluate_novel_views(rec, tiny_generator(tmp_path), [s], body, torch.device("cpu"), steps=2)
+    make_benchmark(tmp_path / "bench", device="cpu", subjects=1, protocol={"resolution": 32, "views": 8}, show_progress=False)
+    rec = Trainer(tiny_config(tmp_path, "tiny.json", max_steps=1), tmp_path / "rec", device="cpu").model
+    rec.save_pretrained(tmp_path / "recw")
+    tiny_generator(tmp_path).save_pretrained(tmp_path / "gen")
+    args = ["eval", "--weights", str(tmp_path / "recw"), "--data", str(tmp_path / "bench"), "--device", "cpu", "--out", str(tmp_path / "e.json")]
+    assert main([*args, "--novel-views", str(tmp_path / "gen"), "--steps", "2"]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    stage = out["novel_views_stage"]
     for k in ("reconstructor", "with_generator"):
-        assert {"psnr", "ssim", "masked_psnr", "part_miou", "sharpness"} <= set(out[k])
-    assert out["with_generator"]["psnr"] != out["reconstructor"]["psnr"] and out["generator"]["sharpness"] > 0
-    assert "with generated views" in format_novelview_table(out)
+        assert {"psnr", "ssim", "masked_psnr", "part_miou", "sharpness"} <= set(stage[k])
+    assert abs(stage["reconstructor"]["psnr"] - out["novel_views"]["psnr"]) < 1e-4  # the same weights, alone
+    assert stage["with_generator"]["psnr"] != stage["reconstructor"]["psnr"] and stage["generator"]["sharpness"] > 0
