@@ -2,9 +2,10 @@
 # The novel-view stage on the GPU machine (repository root; carry .whl and .carry). One phase per call
 # (each fits one <= 9-minute call), or `all`; everything that matters is copied to $OUT:
 #   train M        train the generator (configs/novelview.json) M minutes of step time, in the background
-#                  with 1-minute checkpoints; $OUT/novelview/ (fp16 export) + novelview_log.txt
+#                  with 1-minute checkpoints; $OUT/novelview/ (fp16 export, 22 MiB: model.safetensors comes back as
+#                  model.safetensors.part-aa, -ab; rejoin with cat) + gen_log.txt
 #   finetune M     the reconstructor with generated extra views (configs/novelview_finetune.json), warm-started
-#                  from src/humansplat/weights/humansplat-main, generator $GEN; $OUT/finetune/ + finetune_log.txt
+#                  from src/humansplat/weights/humansplat-main, generator $GEN; $OUT/finetune/ + ft_log.txt
 #   eval           with/without table on /tmp/bench (20 subjects, made here) for the fine-tuned ($RECON) and the
 #                  shipped reconstructor, plus warm timing and peak GPU memory; $OUT/novelview_eval*.json
 #   all M1 M2      train M1, finetune M2, eval, in one call
@@ -22,7 +23,7 @@ export TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 HUMANSPLAT_BODY_CACHE=${HUMAN
 PY=${PY:-python3}
 if [ "$DEVICE" = cuda ]; then
   [ -d /tmp/site/gsplat ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
+  export PYTHONPATH=/tmp/site:$PWD/src OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # the engine samples on the CPU side too
   timeout 200 $PY -c "import gsplat.cuda._backend as b; assert b._C is not None" || exit 1  # build gsplat once, first
 else
   export PYTHONPATH=$PWD/src
@@ -48,6 +49,12 @@ train_bg() {  # NAME MINUTES CONFIG OUTDIR ARGS...: a run in the background, wai
   done
   tail -n 3 $R/$name.out | cut -c1-600
   [ -d $R/$name/export ] && mkdir -p "$OUT/$keep" && cp $R/$name/export/* "$OUT/$keep/"; cp $R/$name/log.txt "$OUT/${name}_log.txt" 2> /dev/null; cp $R/$name.out "$OUT/${name}_stdout.txt"
+  split_big "$OUT/$keep"
+}
+split_big() {  # files over 15 MiB come back in parts: rejoin with `cat model.safetensors.part-* > model.safetensors`
+  for f in "$1"/*; do
+    [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt $((15 * 1024 * 1024)) ] && split -b 15M "$f" "$f.part-" && rm "$f"
+  done
 }
 gen_dir() { [ -n "${GEN:-}" ] && echo "$GEN" || { [ -f $R/gen/export/model.safetensors ] && echo $R/gen/export || echo src/humansplat/weights/novelview; }; }
 phase_train() { bench; train_bg gen "$1" $GEN_CONFIG novelview; }

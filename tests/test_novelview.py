@@ -44,6 +44,7 @@ def two_view(batch: dict) -> dict:
     return {**out, "cameras": batch["cameras"][:, idx], "body_vertices": batch["body_vertices"]}
 
 
+@pytest.mark.slow  # about 30 s on two busy CPU cores
 def test_tiny_generator_overfits_one_subject(tmp_path, subject):
     from humansplat.train.trainer import Trainer
 
