@@ -74,11 +74,12 @@ def test_hierarchical_weights_emphasise_face_and_hands():
 # ---- the training loop on the synthetic engine (CPU, tiny) ----
 
 
-def tiny_config(tmp_path: Path, **kw):
+def tiny_config(tmp_path: Path, name: str = "tiny.json", **kw):
+    """A tiny config from configs/ with a fresh random tiny autoencoder; ``kw`` overrides fields."""
     from humansplat.models import Autoencoder, AutoencoderConfig
     from humansplat.train.config import TrainConfig
 
-    cfg = TrainConfig.load(ROOT / "configs" / "tiny.json")
+    cfg = TrainConfig.load(ROOT / "configs" / name)
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(**cfg.model["autoencoder"]))
     ae.save_pretrained(tmp_path / "ae")

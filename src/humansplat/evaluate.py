@@ -39,6 +39,7 @@ class SubjectResult:
     reconstruct_s: float
     render_s: float
     pixel_depth_cm: float | None = None  # opacity-weighted depth error of the per-pixel Gaussians (input view)
+    sharpness: Tensor | None = None  # (V,) Laplacian energy inside the mask, rendered / ground truth (novelview_eval)
 
 
 def _psnr(mse: Tensor) -> Tensor:
@@ -51,9 +52,10 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device: torch.device) -> SubjectResult:
+def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device: torch.device, extra_views=None) -> SubjectResult:
     """subject: images (V,3,H,W) [0,1], masks (V,1,H,W), cameras (V,), body_vertices (Nv,3), vertex_labels
-    (Nv,), optional labels (V,H,W) (-1 unknown); view 0 is the input, the others are novel views."""
+    (Nv,), optional labels (V,H,W) (-1 unknown); view 0 is the input, the others are novel views.
+    ``extra_views``: generated views (``humansplat.novelview.NovelViews``) given to the reconstructor as extra inputs."""
     images = subject["images"].to(device)
     masks = subject["masks"].to(device).float()
     cams = subject["cameras"].to(device)
@@ -65,7 +67,12 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
         anchors = model.body_anchors(subject["body_vertices"].to(device)[None], subject["vertex_labels"].to(device))
     else:
         anchors = model.template_free_anchors(input_cam[:, 0], masks[None, 0])
-    gaussians = model(images[None, :1], input_cam, anchors)
+    if extra_views is None:
+        gaussians = model(images[None, :1], input_cam, anchors)
+    else:
+        from humansplat.novelview import reconstruct_with_views
+
+        gaussians = reconstruct_with_views(model, images[0], cams[0], extra_views, anchors)
     _sync(device)
     t1 = time.perf_counter()
     out = render(gaussians, cams_b, background=1.0)
@@ -92,9 +99,11 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
         grid = model.config.pixel_grid
         depth_cm = 100 * float(pixel_depth_error(gaussians.means[:, : grid**2], input_cam.w2c, subject["depths"].to(device)[None, :1], grid,
                                                  gaussians.opacity_logits[:, : grid**2].sigmoid()))  # fmt: skip
+    from humansplat.novelview_eval import sharpness_ratio
+
     return SubjectResult(subject.get("name", "?"), psnr.cpu(), ss.cpu(), masked.cpu(),
                          None if inter is None else inter.cpu(), None if union is None else union.cpu(),
-                         None if acc is None else acc.cpu(), t1 - t0, t2 - t1, depth_cm)
+                         None if acc is None else acc.cpu(), t1 - t0, t2 - t1, depth_cm, sharpness_ratio(rgb, images, fg).cpu())
 
 
 def summarise(results: list[SubjectResult]) -> dict:

@@ -20,6 +20,9 @@ def register(subparsers) -> None:
                    help="anchor source (auto: what the model was trained with)")
     p.add_argument("--limit", type=int, help="score only the first N subjects")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--novel-views", metavar="DIR", help="generator weights: also score the same weights with its generated views "
+                   "(novel-view table, sharpness, the generator's own views; JSON key 'novel_views_stage')")
+    p.add_argument("--steps", type=int, help="with --novel-views: sampler steps (default: the generator's config)")
     p.set_defaults(func=run)
 
 
@@ -57,6 +60,29 @@ def run(args) -> int:
     bar.close()
     summary["weights"], summary["data"] = str(weights), str(data)
     print(format_table(summary))
+    if args.novel_views:
+        summary["novel_views_stage"] = _novel_views(args, model, dataset, n, device)
     write_json(summary, out)
     print(f"wrote {out}")
     return 0
+
+
+def _novel_views(args, model, dataset, n: int, device) -> dict:
+    """The with/without-generator table (humansplat.novelview_eval) on the same subjects; GT bodies."""
+    from humansplat.body import BodyModel
+    from humansplat.cli import UserError
+    from humansplat.models import NovelViewGenerator
+    from humansplat.novelview_eval import evaluate_novel_views, format_novelview_table
+    from humansplat.utils import progress
+
+    try:
+        generator = NovelViewGenerator.from_pretrained(args.novel_views, device=device)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    body = BodyModel.load(device)
+    bar = progress(total=n, desc="novel views")
+    result = evaluate_novel_views(model, generator, (benchmark_subject(dataset[i], body.vertex_labels, f"{i:04d}") for i in range(n)),
+                                  body, device, args.steps, None, 0, bar)
+    bar.close()
+    print(format_novelview_table(result))
+    return result

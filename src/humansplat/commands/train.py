@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, help="override the peak learning rate (lr), e.g. for a second fine-tuning stage")
     p.add_argument("--autoencoder", metavar="DIR", help="override the config's trained autoencoder directory")
     p.add_argument("--init-from", metavar="DIR", help="override the config's warm-start weights (init_from)")
+    p.add_argument("--generator", metavar="DIR", help="override the config's novel-view generator weights (generated extra views)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks per rank")
     p.set_defaults(func=run)
 
@@ -45,6 +46,8 @@ def run(args) -> int:
         config.autoencoder = str(Path(args.autoencoder).resolve())
     if args.init_from:
         config.init_from = str(Path(args.init_from).resolve())
+    if args.generator:
+        config.generator = str(Path(args.generator).resolve())
     if config.init_from and not Path(config.init_from, "model.safetensors").is_file():
         raise UserError(f"init_from weights are missing: {config.init_from}")
     if args.time_budget is not None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from humansplat.config import from_dict, load_config_file, to_dict
 from humansplat.train.losses import LossConfig
+from humansplat.train.novelview import ExtraViewsConfig
 
-PATH_FIELDS = ("autoencoder", "init_from")  # directories named relative to the config file
+PATH_FIELDS = ("autoencoder", "init_from", "generator")  # directories named relative to the config file
 
 
 @dataclass
@@ -33,6 +34,8 @@ class TrainConfig:
     input_view_probs: tuple[float, ...] = (0.6, 0.15, 0.15, 0.1)  # P(1 input view), P(2), ...
     supervise_views: int = 8  # rendered and supervised per sample (the input views always among them)
     body_anchor_dropout: float = 0.2  # body-prior models: share of steps on template-free anchors (the fallback)
+    generator: str | None = None  # novel-view generator weights (reconstructor with generated extra views), relative to the config file
+    extra_views: ExtraViewsConfig = field(default_factory=ExtraViewsConfig)  # reconstructor: generated / degraded extra input views
     kl_weight: float = 1e-6  # autoencoder task
     amp: str = "bf16"  # "bf16" or "none"
     seed: int = 0

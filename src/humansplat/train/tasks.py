@@ -14,9 +14,20 @@ from torch import Tensor, nn
 
 from humansplat.body import BodyModel, BodyParams
 from humansplat.config import to_dict
-from humansplat.models import Autoencoder, AutoencoderConfig, PretrainedModel, Reconstructor, ReconstructorConfig, load_checked, read_model_dir
+from humansplat.models import (
+    Autoencoder,
+    AutoencoderConfig,
+    GeneratorConfig,
+    NovelViewGenerator,
+    PretrainedModel,
+    Reconstructor,
+    ReconstructorConfig,
+    load_checked,
+    read_model_dir,
+)
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
+from humansplat.train.novelview import GeneratorStep, extra_view_inputs, extra_view_plan, generator_inputs, generator_preview
 from humansplat.train.step import ReconstructionStep, sample_views
 
 Preview = tuple[Tensor, Tensor] | None  # (prediction, target) images (V, 3, H, W) of the first sample
@@ -108,9 +119,58 @@ class ReconstructorTask(Task):
 
     def loss(self, wrapped, batch, amp, gen):
         cfg = self.cfg
-        views = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, gen)
-        return wrapped(batch, views, amp)
+        if cfg.extra_views.source == "none":
+            views = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, gen)
+            return wrapped(batch, views, amp)
+        plan = extra_view_plan(batch, cfg.extra_views, cfg.supervise_views, cfg.body_anchor_dropout, gen)
+        with amp:
+            inputs = extra_view_inputs(cfg.extra_views, batch, plan, self.body, gen, *self.extra_view_models())
+        return wrapped(batch, plan, amp, inputs)
+
+    def extra_view_models(self) -> tuple[NovelViewGenerator | None, Autoencoder | None]:
+        """The frozen generator (source "generated") or autoencoder (source "degraded"), loaded once."""
+        if not hasattr(self, "_extra_models"):
+            source = self.cfg.extra_views.source
+            if source == "generated" and not self.cfg.generator:
+                raise ValueError("extra_views.source 'generated' needs 'generator': the generator's weights directory")
+            gen_model = NovelViewGenerator.from_pretrained(self.cfg.generator, self.device) if source == "generated" else None
+            ae = Autoencoder.from_pretrained(self.cfg.autoencoder, self.device).eval() if source == "degraded" else None
+            self._extra_models = (gen_model, ae)
+        return self._extra_models
 
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (AutoencoderTask, ReconstructorTask)}
-__all__ = ["TASKS", "Task", "AutoencoderTask", "ReconstructorTask", "ReconstructorConfig"]
+class GeneratorTask(Task):
+    """The novel-view generator: engine view 0 is the photo, views 1..K the targets (``data.views`` = K)."""
+
+    name = "generator"
+    needs_autoencoder = True
+
+    def build_model(self) -> NovelViewGenerator:
+        model = NovelViewGenerator(NovelViewGenerator.config_from_dict(dict(self.cfg.model), "model"))
+        views = int(self.cfg.data.get("views", 0))
+        if views != model.config.views:
+            raise ValueError(f"generator task: data.views ({views}) must equal the model's target views ({model.config.views})")
+        model.load_autoencoder(self.load_frozen_autoencoder(model.config.autoencoder))
+        self.model, self.calls = model, 0
+        return model
+
+    def step_module(self, model: NovelViewGenerator) -> nn.Module:
+        return GeneratorStep(model)
+
+    def loss(self, wrapped, batch, amp, gen):
+        with amp:
+            x0, cond = generator_inputs(self.model, self.body, batch)
+            loss, logs = wrapped(x0, cond)
+        self.calls += 1
+        preview = None
+        if self.main and self.calls % self.cfg.image_every == 0:
+            was = self.model.training
+            self.model.eval()
+            with amp:
+                preview = generator_preview(self.model, x0, cond, batch["images"][0, 0])
+            self.model.train(was)
+        return loss, logs, preview
+
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (AutoencoderTask, ReconstructorTask, GeneratorTask)}
+__all__ = ["TASKS", "Task", "AutoencoderTask", "GeneratorTask", "ReconstructorTask", "ReconstructorConfig", "GeneratorConfig"]

@@ -1,0 +1,112 @@
+"""Does the novel-view stage help? The same reconstructor weights scored on the benchmark without and with
+the generator's views, plus the generator's own views against the ground truth at the same cameras.
+
+Per subject (benchmark layout: view 0 the frontal input, 36 orbit views at 0 deg elevation): the generator
+makes K views at the benchmark cameras nearest its default targets (``view_azimuths`` from the photo), from
+the photo and the ground-truth body; the reconstructor runs on the photo alone and on the photo + views.
+Metrics (``humansplat.evaluate``): PSNR, SSIM, masked PSNR, part mIoU over the novel views, and
+**sharpness**: the Laplacian energy inside the ground-truth mask of a rendered (or generated) view over the
+ground truth's (1 = as much fine detail as the truth; a blurry average scores well below 1, which PSNR hides).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from humansplat.evaluate import _psnr, score_subject, summarise
+from humansplat.train.losses import ssim
+
+__all__ = ["evaluate_novel_views", "format_novelview_table", "laplacian_energy", "sharpness_ratio"]
+
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+EPS = 1e-8
+
+
+def laplacian_energy(images: Tensor, masks: Tensor) -> Tensor:
+    """Mean squared Laplacian of images (N,3,H,W) over the pixels where masks (N,1,H,W) hold -> (N,)."""
+    gray = images.float().mean(1, keepdim=True)
+    lap = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), LAPLACIAN.to(gray)[None, None])
+    m = masks.float()
+    return (lap.square() * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1)
+
+
+def sharpness_ratio(pred: Tensor, target: Tensor, masks: Tensor) -> Tensor:
+    """Laplacian energy of pred over target's, inside masks; (N,3,H,W), (N,3,H,W), (N,1,H,W) -> (N,)."""
+    return laplacian_energy(pred, masks) / (laplacian_energy(target, masks) + EPS)
+
+
+def nearest_views(cameras, azimuths: Tensor) -> list[int]:
+    """Indices of the cameras (V,) whose azimuth around the origin is nearest each of ``azimuths`` (deg)."""
+    from humansplat.novelview import photo_azimuth
+
+    have = photo_azimuth(cameras).cpu()
+    diff = (have[None] - azimuths[:, None] + 180) % 360 - 180
+    return diff.abs().argmin(1).tolist()
+
+
+@torch.no_grad()
+def score_generated(views, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
+    """Generated views (NovelViews, K at S px) against ground truth (K,3,H,W), masks (K,1,H,W), at S px."""
+    s = views.images.shape[-1]
+    gt = F.interpolate(images.float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    fg = F.interpolate(masks.float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False) > 0.5
+    pred = views.images.to(gt)
+    err = (pred - gt).square()
+    return {"psnr": _psnr(err.mean(dim=(1, 2, 3))), "ssim": ssim(pred, gt),
+            "masked_psnr": _psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1)),
+            "sharpness": sharpness_ratio(pred, gt, fg)}
+
+
+def evaluate_novel_views(model, generator, subjects, body, device: torch.device, steps: int | None = None,
+                         guidance: float | None = None, seed: int = 0, progress_bar=None) -> dict:
+    """Score ``model`` (Reconstructor) alone and with ``generator``'s views on benchmark subjects (dicts as
+    ``commands.eval.benchmark_subject`` makes them); ``body``: the BodyModel (condition renders)."""
+    from humansplat.novelview import generate_views, photo_azimuth
+
+    alone, helped, generated, gen_s = [], [], [], []
+    for subject in subjects:
+        cams = subject["cameras"].to(device)
+        wanted = photo_azimuth(cams[0]).cpu() + torch.tensor(generator.config.view_azimuths)
+        idx = nearest_views(cams, wanted)
+        views = generate_views(generator, subject["images"][0].to(device), cams[0], subject["body_vertices"].to(device), steps, guidance,
+                               seed, body=body, cameras=cams[idx])  # fmt: skip
+        gen_s.append(views.seconds)
+        generated.append(score_generated(views, subject["images"][idx].to(device), subject["masks"][idx].to(device)))
+        alone.append(score_subject(model, subject, "body", device))
+        helped.append(score_subject(model, subject, "body", device, extra_views=views))
+        if progress_bar is not None:
+            progress_bar.update(1)
+    if not alone:
+        raise ValueError("evaluate_novel_views: no subjects")
+    novel_sharpness = lambda rs: float(torch.cat([r.sharpness[1:] for r in rs]).mean())
+    out = {}
+    for name, results in (("reconstructor", alone), ("with_generator", helped)):
+        s = summarise(results)
+        out[name] = {**s["novel_views"], "sharpness": novel_sharpness(results), "input_psnr": s["input_view"]["psnr"],
+                     "reconstruct_s": s["timing_s"]["reconstruct_mean"]}
+    out["generator"] = {k: float(torch.cat([g[k].cpu() for g in generated]).mean()) for k in generated[0]}
+    out["generator"]["seconds"] = sum(gen_s[1:] or gen_s) / len(gen_s[1:] or gen_s)  # warm: the first is left out
+    out["subjects"] = len(alone)
+    out["generator_views"] = len(generator.config.view_azimuths)
+    out["steps"] = steps or generator.config.sample_steps
+    out["guidance"] = generator.config.guidance if guidance is None else guidance
+    out["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return out
+
+
+def format_novelview_table(summary: dict) -> str:
+    """The with/without table (novel views) and the generator's own views."""
+    head = f"{'':26} {'PSNR':>7} {'SSIM':>7} {'mPSNR':>7} {'mIoU':>6} {'sharp':>6} {'input':>7} {'time s':>7}"
+    lines = [head]
+    for name, label in (("reconstructor", "reconstructor alone"), ("with_generator", "with generated views")):
+        d = summary[name]
+        lines.append(f"{label:26} {d['psnr']:7.2f} {d['ssim']:7.4f} {d['masked_psnr']:7.2f} {d.get('part_miou', float('nan')):6.3f} "
+                     f"{d['sharpness']:6.3f} {d['input_psnr']:7.2f} {d['reconstruct_s']:7.3f}")
+    g = summary["generator"]
+    lines.append(f"{'generated views (at S px)':26} {g['psnr']:7.2f} {g['ssim']:7.4f} {g['masked_psnr']:7.2f} {'':>6} "
+                 f"{g['sharpness']:6.3f} {'':>7} {g['seconds']:7.3f}")
+    lines.append(f"{summary['subjects']} subjects, novel views; generator: {summary['generator_views']} views, {summary['steps']} steps, "
+                 f"guidance {summary['guidance']}, {summary['device']}; sharp = Laplacian energy / ground truth's, inside the mask")
+    return "\n".join(lines)
