@@ -68,7 +68,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     from humansplat.body import BodyModel
-    from humansplat.commands.eval import benchmark_subject
+    from humansplat.evaluate import benchmark_subject
     from humansplat.data.shards import ShardDataset
     from humansplat.models import NovelViewGenerator, Reconstructor
     from humansplat.novelview_eval import evaluate_novel_views, format_novelview_table

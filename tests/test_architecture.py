@@ -10,11 +10,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "humansplat"
 
 # Top-level modules and packages of humansplat, lowest first; a module may import from its layer or below.
 LAYERS: list[set[str]] = [
-    {"utils", "config", "cameras", "keypoints", "media"},
+    {"utils", "config", "cameras", "keypoints", "media", "metrics"},
     {"gaussians", "meshes"},
     {"body", "preprocess"},
     {"data", "models"},
-    {"refine", "novelview", "train", "evaluate"},
+    {"refine", "novelview", "novelview_eval", "train", "evaluate"},
     {"pipeline"},
     {"outputs", "export", "animate"},
     {"app", "viewer"},

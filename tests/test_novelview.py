@@ -167,7 +167,7 @@ def test_finetune_with_extra_views(tmp_path, subject, source):
 
 
 def test_sharpness_ratio_sees_blur():
-    from humansplat.novelview_eval import sharpness_ratio
+    from humansplat.metrics import sharpness_ratio
 
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     m = torch.ones(2, 1, 32, 32)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from humansplat.gaussians import render
+from humansplat.metrics import psnr, sharpness_ratio
 from humansplat.models import Reconstructor
 from humansplat.train.losses import pixel_depth_error, ssim
 
@@ -40,10 +41,6 @@ class SubjectResult:
     render_s: float
     pixel_depth_cm: float | None = None  # opacity-weighted depth error of the per-pixel Gaussians (input view)
     sharpness: Tensor | None = None  # (V,) Laplacian energy inside the mask, rendered / ground truth (novelview_eval)
-
-
-def _psnr(mse: Tensor) -> Tensor:
-    return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
 def _sync(device: torch.device) -> None:
@@ -80,9 +77,9 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
     t2 = time.perf_counter()
     rgb = out.rgb[0].permute(0, 3, 1, 2).clamp(0, 1)
     err = (rgb - images).square()
-    psnr = _psnr(err.mean(dim=(1, 2, 3)))
+    view_psnr = psnr(err.mean(dim=(1, 2, 3)))
     fg = masks > 0.5
-    masked = _psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1))
+    masked = psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1))
     ss = torch.cat([ssim(rgb[i : i + 6], images[i : i + 6]) for i in range(0, len(rgb), 6)])
     inter = union = acc = None
     if subject.get("labels") is not None and out.features is not None:
@@ -99,9 +96,8 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
         grid = model.config.pixel_grid
         depth_cm = 100 * float(pixel_depth_error(gaussians.means[:, : grid**2], input_cam.w2c, subject["depths"].to(device)[None, :1], grid,
                                                  gaussians.opacity_logits[:, : grid**2].sigmoid()))  # fmt: skip
-    from humansplat.novelview_eval import sharpness_ratio
 
-    return SubjectResult(subject.get("name", "?"), psnr.cpu(), ss.cpu(), masked.cpu(),
+    return SubjectResult(subject.get("name", "?"), view_psnr.cpu(), ss.cpu(), masked.cpu(),
                          None if inter is None else inter.cpu(), None if union is None else union.cpu(),
                          None if acc is None else acc.cpu(), t1 - t0, t2 - t1, depth_cm, sharpness_ratio(rgb, images, fg).cpu())
 

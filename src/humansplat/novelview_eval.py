@@ -15,27 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from humansplat.evaluate import _psnr, score_subject, summarise
+from humansplat.evaluate import score_subject, summarise
+from humansplat.metrics import psnr, sharpness_ratio
 from humansplat.train.losses import ssim
 
-__all__ = ["evaluate_novel_views", "format_novelview_table", "laplacian_energy", "sharpness_ratio"]
-
-LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-EPS = 1e-8
-
-
-def laplacian_energy(images: Tensor, masks: Tensor) -> Tensor:
-    """Mean squared Laplacian of images (N,3,H,W) over the pixels where masks (N,1,H,W) hold -> (N,)."""
-    gray = images.float().mean(1, keepdim=True)
-    lap = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), LAPLACIAN.to(gray)[None, None])
-    m = masks.float()
-    return (lap.square() * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1)
-
-
-def sharpness_ratio(pred: Tensor, target: Tensor, masks: Tensor) -> Tensor:
-    """Laplacian energy of pred over target's, inside masks; (N,3,H,W), (N,3,H,W), (N,1,H,W) -> (N,)."""
-    return laplacian_energy(pred, masks) / (laplacian_energy(target, masks) + EPS)
-
+__all__ = ["evaluate_novel_views", "format_novelview_table"]
 
 def nearest_views(cameras, azimuths: Tensor) -> list[int]:
     """Indices of the cameras (V,) whose azimuth around the origin is nearest each of ``azimuths`` (deg)."""
@@ -54,15 +38,15 @@ def score_generated(views, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
     fg = F.interpolate(masks.float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False) > 0.5
     pred = views.images.to(gt)
     err = (pred - gt).square()
-    return {"psnr": _psnr(err.mean(dim=(1, 2, 3))), "ssim": ssim(pred, gt),
-            "masked_psnr": _psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1)),
+    return {"psnr": psnr(err.mean(dim=(1, 2, 3))), "ssim": ssim(pred, gt),
+            "masked_psnr": psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1)),
             "sharpness": sharpness_ratio(pred, gt, fg)}
 
 
 def evaluate_novel_views(model, generator, subjects, body, device: torch.device, steps: int | None = None,
                          guidance: float | None = None, seed: int = 0, progress_bar=None) -> dict:
     """Score ``model`` (Reconstructor) alone and with ``generator``'s views on benchmark subjects (dicts as
-    ``commands.eval.benchmark_subject`` makes them); ``body``: the BodyModel (condition renders)."""
+    ``evaluate.benchmark_subject`` makes them); ``body``: the BodyModel (condition renders)."""
     from humansplat.novelview import generate_views, photo_azimuth
 
     alone, helped, generated, gen_s = [], [], [], []
