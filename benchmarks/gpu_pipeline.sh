@@ -14,10 +14,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/log
 timeout 200 python3 -c "import torch, gsplat.cuda._backend as b; print('gsplat backend', b._C is not None)" >> "$OUT/log.txt" 2>&1
 timeout 150 python3 -m pytest -q -rA -m gpu tests/ >> "$OUT/log.txt" 2>&1
 echo "pytest exit $?" >> "$OUT/log.txt"
-timeout 200 python3 benchmarks/reconstruct.py --device cuda --runs 5 --no-outputs ${WEIGHTS:+--weights $WEIGHTS} .carry/pre/*.pt > "$OUT/bench_reconstruct.md" 2>&1
+timeout 200 python3 benchmarks/reconstruct.py --device cuda --runs 5 --no-outputs ${WEIGHTS:+--weights $WEIGHTS} .carry/pre/*.safetensors > "$OUT/bench_reconstruct.md" 2>&1
 echo "benchmark exit $?" >> "$OUT/bench_reconstruct.md"
+if [ "${NOVEL_VIEWS:-0}" != 0 ]; then  # the same with the novel-view generator stage on (weights/novelview)
+  timeout 200 python3 benchmarks/reconstruct.py --device cuda --runs 5 --no-outputs --novel-views on ${WEIGHTS:+--weights $WEIGHTS} .carry/pre/*.safetensors >> "$OUT/bench_reconstruct.md" 2>&1
+fi
 if [ "${COMPILE_FIT:-0}" != 0 ]; then  # the same with the fit's objective compiled (a minute of compiling first)
-  timeout 300 python3 benchmarks/reconstruct.py --device cuda --runs 5 --no-outputs --compile-fit ${WEIGHTS:+--weights $WEIGHTS} .carry/pre/*.pt >> "$OUT/bench_reconstruct.md" 2>&1
+  timeout 300 python3 benchmarks/reconstruct.py --device cuda --runs 5 --no-outputs --compile-fit ${WEIGHTS:+--weights $WEIGHTS} .carry/pre/*.safetensors >> "$OUT/bench_reconstruct.md" 2>&1
 fi
 if [ "${SMOKE_MINUTES:-0}" != 0 ]; then
   timeout $((SMOKE_MINUTES * 60 + 120)) python3 -m humansplat train configs/main.json --out /tmp/runs/smoke \

@@ -36,6 +36,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the CPU goal is for 2)")
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--compile-fit", action="store_true", help="torch.compile the body fit (warm runs only; compiling takes minutes)")
+    ap.add_argument("--novel-views", choices=["auto", "on", "off"], default="auto", help="the novel-view generator stage")
     ap.add_argument("--no-outputs", action="store_true", help="do not time writing the outputs (videos need imageio-ffmpeg)")
     ap.add_argument("--save-preprocessed", type=Path, metavar="DIR", help="only preprocess the photos, into DIR/<name>.safetensors")
     args = ap.parse_args()
@@ -54,7 +55,7 @@ def main() -> int:
         print(f"preprocessed {len(images)} photo(s) into {args.save_preprocessed}")
         return 0
     t = time.perf_counter()
-    pipe = Pipeline(args.weights, args.device, compile_fit=args.compile_fit)
+    pipe = Pipeline(args.weights, args.device, compile_fit=args.compile_fit, novel_views=args.novel_views)
     load = time.perf_counter() - t
     device = pipe.meta["device_name"]
     print(f"device: {pipe.device} ({device}), torch {torch.__version__}, threads {torch.get_num_threads()}, model load {load:.2f} s")
@@ -79,7 +80,9 @@ def main() -> int:
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for name, prior, n, med, writes in rows:
-        print(f"| {name} | {prior} | {n} | " + " | ".join(f"{med[s]:.3f}" for s in stages) + f" | {writes:.2f} |")
+        print(f"| {name} | {prior} | {n} | " + " | ".join(f"{med.get(s, float('nan')):.3f}" for s in stages) + f" | {writes:.2f} |")
+    if pipe.device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(pipe.device) / 2**30:.2f} GB; novel views: {pipe.meta['novel_views']}")
     return 0
 
 

@@ -73,11 +73,19 @@ def write_result(result: Reconstruction, folder: str | Path, pipeline: Pipeline,
         save_image(tmp / "views.png", contact_sheet([photo.permute(1, 2, 0), *novel], cols=NOVEL_VIEWS + 1))
         if parts is not None:
             save_image(tmp / "parts.png", contact_sheet(list(parts), cols=NOVEL_VIEWS))
+        if result.novel_views is not None:
+            save_image(tmp / "generated.png", contact_sheet([photo.permute(1, 2, 0), *_resized(result.novel_views, size)], cols=len(result.novel_views) + 1))
         if result.body_vertices is not None:
             colours, a = render_body(pipeline.body, result.body_vertices.to(device), [result.camera.to(device)])
             overlay(result.inputs.image, colours[0].permute(2, 0, 1), a[0].permute(2, 0, 1), opacity=BODY_OPACITY).save(tmp / "body.png")
         (tmp / "report.json").write_text(json.dumps(result.report(), indent=1))
     return Path(folder)
+
+
+def _resized(images: Tensor, size: int) -> list[Tensor]:
+    """(K, 3, S, S) -> K images (size, size, 3)."""
+    out = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+    return list(out.permute(0, 2, 3, 1))
 
 
 def write_fit(inputs: Preprocessed, body_fit: BodyFit, body: BodyModel, folder: str | Path, seconds: float) -> Path:

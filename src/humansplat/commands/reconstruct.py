@@ -37,6 +37,9 @@ def register(subparsers) -> None:
                    help=f"colour refinement steps against the photo (0: off; default {RefineConfig.steps})")
     p.add_argument("--compile-fit", action="store_true",
                    help="torch.compile the body fit: a minute or more to compile once, then ~3x faster per photo (servers, batches)")
+    p.add_argument("--novel-views", choices=["auto", "on", "off"], default="auto",
+                   help="the novel-view generator stage (auto: when the weights folder's pipeline.json names a generator; "
+                        "the shipped one does not, the generator does not help yet: see weights/novelview/MODEL_CARD.md)")
     p.add_argument("--frames", type=int, default=TURNTABLE_FRAMES, help=f"turntable frames (default {TURNTABLE_FRAMES})")
     p.add_argument("--size", type=int, default=VIEW_SIZE, help=f"turntable and view size in pixels (default {VIEW_SIZE})")
     p.set_defaults(func=run)
@@ -68,7 +71,8 @@ def run(args) -> int:
     except RuntimeError as e:
         raise UserError(str(e)) from None
     try:
-        pipe = Pipeline(args.weights, args.device, args.seed, refine_steps=args.refine_steps, compile_fit=args.compile_fit)
+        pipe = Pipeline(args.weights, args.device, args.seed, refine_steps=args.refine_steps, compile_fit=args.compile_fit,
+                        novel_views=args.novel_views)
     except (WeightsError, FileNotFoundError) as e:  # unusable or missing weights
         raise UserError(" ".join(str(e).split())) from None
     failed = 0

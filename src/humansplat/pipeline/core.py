@@ -20,7 +20,8 @@ import torch
 from humansplat.body import BodyModel
 from humansplat.body.fit import FitConfig
 from humansplat.gaussians import Gaussians
-from humansplat.models import Reconstructor, WeightsError
+from humansplat.models import NovelViewGenerator, Reconstructor, WeightsError
+from humansplat.novelview import NovelViews, generate_views
 from humansplat.pipeline import stages as st
 from humansplat.pipeline.result import Reconstruction
 from humansplat.preprocess import Preprocessed, preprocess
@@ -29,6 +30,7 @@ from humansplat.utils import file_sha256, pick_device, seed_everything
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
 INDEX_FILE = "pipeline.json"  # names the models of a pipeline folder and their subfolders
+NOVEL_VIEW_MODES = ("auto", "on", "off")
 MIN_PREPROCESS_RESOLUTION = 512  # the photo is cropped at least this large (the matte and fit see it; the model resizes)
 
 
@@ -42,6 +44,7 @@ class Work:
     inputs: Preprocessed | None = None
     body_fit: st.BodyFit | None = None
     placement: st.Placement | None = None
+    views: NovelViews | None = None
     gaussians: Gaussians | None = None
     quality: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -67,7 +70,8 @@ class Pipeline:
     reconstructor folder (``config.json`` + ``model.safetensors``); default: the shipped weights."""
 
     def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None,
-                 refine_steps: int = RefineConfig.steps, compile_fit: bool = False, skip: tuple[str, ...] = ()):  # fmt: skip
+                 refine_steps: int = RefineConfig.steps, compile_fit: bool = False, skip: tuple[str, ...] = (),
+                 novel_views: str = "auto"):  # fmt: skip
         self.device = pick_device(device)
         self.fit_config = FitConfig(compile=compile_fit)
         self.refine = RefineConfig(steps=refine_steps)
@@ -77,18 +81,31 @@ class Pipeline:
         self.weights = self.paths["reconstructor"]
         self.model = Reconstructor.from_pretrained(self.weights, self.device)
         self.body = BodyModel.load(self.device)
-        self.stages = [Stage("preprocess", self._preprocess), Stage("body_fit", self._fit), Stage("reconstruct", self._reconstruct),
-                       Stage("crop", self._crop), Stage("refine", self._refine)]  # fmt: skip
-        self.skip = set(skip) | ({"refine"} if self.refine.steps <= 0 else set())
+        self.generator = self._load_generator(novel_views)
+        self.stages = [Stage("preprocess", self._preprocess), Stage("body_fit", self._fit), Stage("novel_views", self._novel_views),
+                       Stage("reconstruct", self._reconstruct), Stage("crop", self._crop), Stage("refine", self._refine)]  # fmt: skip
+        self.skip = set(skip) | ({"refine"} if self.refine.steps <= 0 else set()) | ({"novel_views"} if self.generator is None else set())
         self.meta = {
             "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or platform.machine(),
             "torch": torch.__version__,
             "weights": str(self.weights),
             "weights_sha256": file_sha256(self.weights / "model.safetensors"),
+            "novel_views": None if self.generator is None else str(self.paths["novel_views"]),
             "seed": seed,
             "model_load_s": round(time.perf_counter() - t, 3),
         }
+
+    def _load_generator(self, mode: str) -> NovelViewGenerator | None:
+        """``auto``: the generator the pipeline folder names (the shipped one names none: it does not help yet,
+        see its model card); ``on``: that one or the shipped ``weights/novelview``; ``off``: none."""
+        if mode not in NOVEL_VIEW_MODES:
+            raise ValueError(f"novel_views must be one of {NOVEL_VIEW_MODES}, got {mode!r}")
+        if mode == "on":
+            self.paths.setdefault("novel_views", WEIGHTS_ROOT / "novelview")
+        if mode == "off" or "novel_views" not in self.paths:
+            return None
+        return NovelViewGenerator.from_pretrained(self.paths["novel_views"], self.device)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path = WEIGHTS_ROOT, **kwargs) -> Pipeline:
@@ -117,11 +134,19 @@ class Pipeline:
 
     def _fit(self, w: Work) -> st.BodyFit:
         w.body_fit = st.fit_photo(w.inputs, self.body, self.fit_config, self.fit_iters)
+        w.placement = st.place_in_world(self.model, self.body, w.inputs, w.body_fit)
         return w.body_fit
 
+    def _novel_views(self, w: Work) -> NovelViews:
+        p = w.placement
+        body = p.body_vertices if p.structure_prior == "body" else None  # None: the generator runs template-free
+        height = st.VISIBLE_HEIGHT_M.get(w.inputs.framing, st.VISIBLE_HEIGHT_M["full_body"])
+        w.views = generate_views(self.generator, w.inputs.image.to(self.device), p.cameras[0, 0], body, seed=self.seed,
+                                 body=self.body, height=height)  # fmt: skip
+        return w.views
+
     def _reconstruct(self, w: Work) -> Gaussians:
-        w.placement = st.place_in_world(self.model, self.body, w.inputs, w.body_fit)
-        w.gaussians = st.reconstruct_gaussians(self.model, w.inputs, w.placement)
+        w.gaussians = st.reconstruct_gaussians(self.model, w.inputs, w.placement, w.views)
         return w.gaussians
 
     def _crop(self, w: Work) -> Gaussians:
@@ -148,6 +173,7 @@ class Pipeline:
             body_vertices=None if p.body_vertices is None else p.body_vertices.detach().cpu(),
             world_offset=p.world_offset.detach().cpu(),
             structure_prior=p.structure_prior,
+            novel_views=None if w.views is None else w.views.images.detach().cpu(),
             cropped_to_view=w.inputs.is_partial,
             timings=w.timings,
             meta={**self.meta, "refine_steps": 0 if "refine" in self.skip else self.refine.steps,

@@ -33,6 +33,7 @@ class Reconstruction:
     body_vertices: Tensor | None  # (Nv, 3) that body posed, None when no fit was made
     world_offset: Tensor  # (3,)
     structure_prior: str  # "body" or "template_free"
+    novel_views: Tensor | None  # (K, 3, S, S) the generated views the reconstructor saw, None when the stage was off
     cropped_to_view: bool
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)

@@ -22,6 +22,7 @@ from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.keypoints import VISIBLE_CONFIDENCE
 from humansplat.models import Anchors, Reconstructor
+from humansplat.novelview import NovelViews, reconstruct_with_views
 from humansplat.preprocess import Preprocessed
 
 MIN_KEYPOINTS = 6  # confident COCO keypoints needed before the body fit is used as the structure prior
@@ -109,10 +110,12 @@ def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, 
     return Placement(shift_world(cams, offset), anchors, offset, prior, None if vertices is None else vertices - offset, params)
 
 
-def reconstruct_gaussians(model: Reconstructor, inputs: Preprocessed, placement: Placement) -> Gaussians:
-    """The feed-forward reconstruction from the photo (N,), in the placement's world."""
-    images = inputs.image[None, None].to(placement.cameras.K.device)
-    return model(images, placement.cameras, placement.anchors)[0]
+def reconstruct_gaussians(model: Reconstructor, inputs: Preprocessed, placement: Placement, views: NovelViews | None = None) -> Gaussians:
+    """The feed-forward reconstruction (N,) from the photo, and the generated views when given, in the placement's world."""
+    photo = inputs.image.to(placement.cameras.K.device)
+    if views is None:  # the model resizes the photo itself
+        return model(photo[None, None], placement.cameras, placement.anchors)[0]
+    return reconstruct_with_views(model, photo, placement.cameras[0], views, placement.anchors)[0]
 
 
 def crop_to_photo(gaussians: Gaussians, inputs: Preprocessed, camera: Cameras) -> Gaussians:
