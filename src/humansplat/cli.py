@@ -19,6 +19,7 @@ COMMANDS = [
     "data",
     "train",
     "eval",
+    "animate",
 ]
 
 
