@@ -20,6 +20,7 @@ COMMANDS = [
     "train",
     "eval",
     "animate",
+    "export",
 ]
 
 
