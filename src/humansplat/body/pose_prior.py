@@ -30,7 +30,7 @@ from torch import Tensor
 
 from humansplat.body.model import BONE_NAMES, BONE_PARENTS, BodyModel, BodyParams
 
-__all__ = ["POSE_KINDS", "PosePrior", "default_pose_prior", "sample_poses", "ground_params"]
+__all__ = ["POSE_KINDS", "PosePrior", "default_pose_prior", "sample_poses", "template_poses", "ground_params"]
 
 POSE_KINDS = ("standing", "walking", "arms_raised", "sitting", "crouching", "reaching")
 
@@ -232,14 +232,40 @@ def sample_poses(n: int, generator: torch.Generator | None = None, kinds=None, p
         _set(a, f"thumb_02_{s}", flex=curl / 2)
     templates = {name: a.clone() for name in POSE_KINDS}
     _standing(templates["standing"], u)
-    _walking(templates["walking"], u, n, g)
-    _arms_raised(templates["arms_raised"], u, n, g)
+    _walking(templates["walking"], u)
+    _arms_raised(templates["arms_raised"], u)
     _sitting(templates["sitting"], u)
     _crouching(templates["crouching"], u)
-    _reaching(templates["reaching"], u, n, g)
+    _reaching(templates["reaching"], u)
     out = torch.stack([templates[k] for k in kinds], 0)[choice, torch.arange(n)]
     out[:, 0] = 0.0
     return prior.clamp(prior.to_pose(out))
+
+
+def template_poses(kind: str, phase: Tensor | None = None, prior: PosePrior | None = None) -> Tensor:
+    """(n, J, 3) the noise-free middle of a pose kind's template (what :func:`sample_poses` randomises):
+    every range at its midpoint, both arms raised, the right arm reaching. ``phase`` (n,) radians: the
+    gait phase of walking poses (default one pose at phase 0); ignored by the other kinds."""
+    if kind not in POSE_KINDS:
+        raise ValueError(f"unknown pose kind {kind!r}; choose from {POSE_KINDS}")
+    prior = prior or default_pose_prior()
+    phase = torch.zeros(1) if phase is None else torch.as_tensor(phase, dtype=torch.float32).reshape(-1)
+    n = phase.numel() if kind == "walking" else 1
+
+    def u(lo: float, hi: float) -> Tensor:
+        return torch.full((n,), (lo + hi) / 2)
+
+    a = standing_mean().expand(n, -1, -1).clone()
+    for s in "lr":
+        for finger in _FINGERS:
+            for k in "123":
+                _set(a, f"{finger}_0{k}_{s}", flex=22.5)
+        _set(a, f"thumb_02_{s}", flex=11.25)
+    if kind == "walking":
+        _walking(a, u, phase)
+    else:
+        globals()[f"_{kind}"](a, u)
+    return prior.clamp(prior.to_pose(a))
 
 
 def _standing(a: Tensor, u) -> None:
@@ -252,8 +278,8 @@ def _standing(a: Tensor, u) -> None:
     _set(a, "head", flex=u(-10, 10), abd=u(-8, 8))
 
 
-def _walking(a: Tensor, u, n: int, g) -> None:
-    phase = 2 * math.pi * torch.rand(n, generator=g)
+def _walking(a: Tensor, u, phase: Tensor | None = None) -> None:
+    phase = 2 * math.pi * u(0, 1) if phase is None else phase
     swing, step = u(15, 30), torch.sin(phase)
     for s, sign in (("l", 1.0), ("r", -1.0)):
         _set(a, f"thigh_{s}", flex=sign * swing * step, abd=u(-2, 4))
@@ -264,9 +290,9 @@ def _walking(a: Tensor, u, n: int, g) -> None:
     _set(a, "spine_02", twist=u(-6, 6), flex=u(0, 6))
 
 
-def _arms_raised(a: Tensor, u, n: int, g) -> None:
-    both = torch.rand(n, generator=g) < 0.6
-    left = torch.rand(n, generator=g) < 0.5
+def _arms_raised(a: Tensor, u) -> None:
+    both = u(0, 1) < 0.6
+    left = u(0, 1) < 0.5
     for s in "lr":
         up = both | (left if s == "l" else ~left)
         raised_abd, raised_flex = u(80, 130), u(-10, 40)
@@ -298,8 +324,8 @@ def _crouching(a: Tensor, u) -> None:
     _set(a, "neck_01", flex=u(-30, -10))
 
 
-def _reaching(a: Tensor, u, n: int, g) -> None:
-    left = torch.rand(n, generator=g) < 0.5
+def _reaching(a: Tensor, u) -> None:
+    left = u(0, 1) < 0.5
     for s in "lr":
         reach = left if s == "l" else ~left
         _set(a, f"upperarm_{s}", flex=torch.where(reach, u(50, 120), u(-5, 15)), abd=torch.where(reach, u(-20, 45), u(-38, -20)))

@@ -144,8 +144,10 @@ class SyntheticEngine:
             self.prior = PosePrior(self.body(BodyParams.neutral(device=self.build_device)).joints[0].cpu())
 
     @torch.no_grad()
-    def subjects(self, batch_size: int, generator: torch.Generator | None = None) -> SubjectBatch:
-        """Draw and build ``batch_size`` subjects (all random choices from ``generator``, on the CPU)."""
+    def subjects(self, batch_size: int, generator: torch.Generator | None = None, pose: Tensor | None = None) -> SubjectBatch:
+        """Draw and build ``batch_size`` subjects (all random choices from ``generator``, on the CPU).
+        ``pose`` (B, J, 3): build them in this pose instead of the drawn one; every other draw is the
+        same, so the same generator state gives the same subjects in another pose."""
         from humansplat.body.phenotypes import sample_phenotypes
         from humansplat.body.pose_prior import sample_poses
 
@@ -155,7 +157,8 @@ class SyntheticEngine:
         with record_function("data.body"):
             with record_function("data.draws"):
                 phen = sample_phenotypes(B, g, years=cfg.years)
-                pose = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
+                drawn = sample_poses(B, g, kinds=cfg.pose_kinds, prior=self.prior)
+            pose = drawn if pose is None else pose.to(drawn)
             params = to_device(BodyParams(phen, pose, torch.zeros(B, 3)), dev)
             posed, rest = self.body.posed_and_rest(params)
         with record_function("data.outfits"):
