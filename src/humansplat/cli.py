@@ -19,6 +19,8 @@ COMMANDS = [
     "data",
     "train",
     "eval",
+    "view",
+    "app",
 ]
 
 
