@@ -67,9 +67,13 @@ async function main() {
   });
   window.addEventListener("resize", () => renderer.resize());
 
-  const start = performance.now();
+  let last = null; // time of the last frame change (animation frames advance at manifest.fps while playing)
   const frame = (now) => {
-    if (frames.length && state.playing) state.frame = Math.floor(((now - start) / 1000) * manifest.fps) % frames.length;
+    if (frames.length && state.playing) {
+      if (last === null) last = now;
+      const steps = Math.floor(((now - last) / 1000) * manifest.fps);
+      if (steps > 0) { state.frame = (state.frame + steps) % frames.length; last = now; }
+    }
     show(frames.length ? frames[state.frame] : still);
     controls.update();
     renderer.render(scene, camera);
