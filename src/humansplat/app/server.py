@@ -30,6 +30,7 @@ class AppConfig:
     refine_steps: int = 30
     frames: int = 48
     size: int = 512
+    fit_iters: int | None = None  # body-fit iterations (None: the fit's default)
 
 
 def stage_table(events, message: str) -> str:
@@ -101,7 +102,7 @@ def launch(config: AppConfig, host: str = "127.0.0.1", port: int = 7860, block: 
 
     service = None
     try:
-        pipe = Pipeline(config.weights, config.device, refine_steps=config.refine_steps)
+        pipe = Pipeline(config.weights, config.device, fit_iters=config.fit_iters, refine_steps=config.refine_steps)
         service = Service(pipe, root, int(config.max_upload_mb * 1e6), config.refine_steps, config.frames, config.size)
         concurrency = config.concurrency or (GPU_CONCURRENCY if pipe.device.type == "cuda" else CPU_CONCURRENCY)
         demo = build(service, example_photos(config.examples), concurrency)

@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--concurrency", type=int, default=None, metavar="N", help="requests run at once (default 1 on CPU, 2 on GPU)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted, in MB (default 20)")
     p.add_argument("--refine-steps", type=int, default=30, metavar="N", help="colour refinement steps when refinement is on (default 30)")
+    p.add_argument("--fit-iters", type=int, default=None, metavar="N", help="body-fit iterations (default: the fit's own; fewer is faster on CPU)")
     p.add_argument("--frames", type=int, default=48, help="turntable frames (default 48)")
     p.add_argument("--size", type=int, default=512, help="turntable and view size in pixels (default 512)")
     p.set_defaults(func=run)
@@ -45,7 +46,7 @@ def run(args) -> int:
         raise UserError(f"the app needs Gradio: pip install 'humansplat[app]' ({e})") from None
     config = AppConfig(weights=args.weights, device=args.device, examples=args.examples, queue_size=args.queue,
                        concurrency=args.concurrency, max_upload_mb=args.max_upload_mb, refine_steps=args.refine_steps,
-                       frames=args.frames, size=args.size)
+                       frames=args.frames, size=args.size, fit_iters=args.fit_iters)
     try:
         launch(config, host=args.host, port=args.port)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
