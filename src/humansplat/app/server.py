@@ -4,6 +4,8 @@ part view, body fit, downloads. One pipeline behind Gradio's queue (bounded, ``c
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +126,7 @@ def launch(config: AppConfig, host: str = "127.0.0.1", port: int = 7860, block: 
     print(f"humansplat app: {url} ({pipe.device}, {concurrency} at a time, queue of {config.queue_size})", flush=True)
     if not block:
         return demo, url, close
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stop like Ctrl-C: the files go too
     try:
         demo.block_thread()
     finally:
