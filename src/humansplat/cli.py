@@ -21,6 +21,8 @@ COMMANDS = [
     "eval",
     "animate",
     "export",
+    "view",
+    "app",
 ]
 
 
