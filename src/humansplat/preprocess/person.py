@@ -29,7 +29,8 @@ COCO17_NAMES = tuple(COCO_KEYPOINTS)
 MEDIAPIPE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 MASK_THRESHOLD = 0.5
-LIMB_MARGIN = 0.1  # confident landmarks this close (share of the crop's side) to its edge widen the crop
+LIMB_EDGE = 0.03  # confident landmarks this close (share of the crop's side) to its edge widen the crop...
+LIMB_MARGIN = 0.1  # ...by this margin around them
 SAME_TORSOS = 0.25  # two Pose results whose torso and head landmarks agree this well are one person
 OUTSIDE_CONFIDENCE = 0.05  # cap for landmarks MediaPipe places outside the image (extrapolated limbs)
 
@@ -288,8 +289,8 @@ def _grow_to_landmarks(box: tuple[int, int, int, int], lms: np.ndarray, W: int, 
         return box
     x0, y0, x1, y1 = box
     lo, hi = lms[ok, :2].min(0), lms[ok, :2].max(0)
-    m = LIMB_MARGIN * max(x1 - x0, y1 - y0)
-    if lo[0] - m >= x0 and lo[1] - m >= y0 and hi[0] + m <= x1 and hi[1] + m <= y1:
+    m = LIMB_EDGE * max(x1 - x0, y1 - y0)  # a side already at the photo's edge cannot grow
+    if (x0 == 0 or lo[0] - m >= x0) and (y0 == 0 or lo[1] - m >= y0) and (x1 == W or hi[0] + m <= x1) and (y1 == H or hi[1] + m <= y1):
         return box
     return _expand((min(x0, lo[0]), min(y0, lo[1]), max(x1, hi[0]), max(y1, hi[1])), LIMB_MARGIN, W, H)
 
