@@ -130,7 +130,7 @@ def test_silhouette_anchors_are_a_volume_with_a_back():
     mask = torch.zeros(1, SIZE, SIZE)
     mask[:, 4:60, 24:40] = 1  # torso, 16 px wide
     mask[:, 40:46, 40:60] = 1  # a leg out to the side, 6 px thick
-    a = template_free_anchors(cams[:, 0], mask, 512, 28, height=1.7)
+    a = template_free_anchors(cams[:, 0], mask, 512, 28, height=1.7, shape="silhouette")
     uv, z = project_points(a.xyz, cams[:, 0])
     u, v = uv[0].long().T
     assert (mask[0, v.clamp(0, SIZE - 1), u.clamp(0, SIZE - 1)] > 0.5).all()

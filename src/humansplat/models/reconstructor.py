@@ -3,7 +3,7 @@
 Data flow (HumanSplat's reconstructor, with the body prior actually wired in):
 1. each input view -> frozen VAE latent (1/8) + Plücker rays at latent resolution -> patch tokens;
 2. 3D anchor tokens: subsampled posed body vertices (part-label embedding + Fourier xyz), or template-free
-   points filling the input silhouette inflated into a body-like volume (``template_free_anchors``);
+   points filling a body-sized cylinder, or the input silhouette inflated into a volume (``template_free_anchors``);
 3. ``depth`` interaction blocks: intra-view self-attention; projection-aware attention (each anchor attends
    only to a ``window x window`` patch around its projection in every view); image tokens cross-attend to
    the anchors; anchor self-attention. Cross-view information flows through the anchors;
@@ -59,7 +59,7 @@ class ReconstructorConfig:
     pixel_scale_range: tuple[float, float] = (1e-3, 0.05)
     anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
-    template_free_shape: str = "silhouette"  # template-free anchors: "silhouette" (inflated matte) or "cylinder"
+    template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (trained with) or "silhouette" (inflated matte; docs/reconstruct.md)
 
     def __post_init__(self) -> None:
         if self.anchor_mode not in ("body", "template_free"):
@@ -123,12 +123,12 @@ def _silhouette_box(masks: Tensor, W: int, H: int) -> Tensor:
 
 
 def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_classes: int, height: float = 1.7,
-                          shape: str = "silhouette") -> Anchors:
+                          shape: str = "cylinder") -> Anchors:
     """Body-prior-free anchors placed from the input view alone. The silhouette's bounding box gives the
     distance (assuming it shows ``height`` metres of person) and centre; without a mask the whole image is
-    the person. ``shape``: "silhouette" (default) fills the silhouette inflated into a body-like volume
-    (``silhouette_volume``: front and back, as thick as the body prior's cross-sections); "cylinder" (what
-    the shipped weights were trained with) fills an upright elliptic cylinder of the silhouette's width.
+    the person. ``shape``: "cylinder" (default, what the shipped weights were trained with) fills an upright
+    elliptic cylinder of the silhouette's width; "silhouette" fills the silhouette inflated into a
+    body-like volume (``silhouette_volume``: front and back, as thick as a body's cross-sections).
 
     cameras: the input view per item, batch (B,); masks (B,1,H,W) or (B,H,W) foreground in [0,1] or None.
     """
