@@ -120,6 +120,33 @@ def test_template_free_anchors_fill_the_silhouette():
     assert 40 < float(uv[0, :, 1].max() - uv[0, :, 1].min()) < 56
 
 
+def test_silhouette_anchors_are_a_volume_with_a_back():
+    """An L-shaped matte (a torso and a leg kicked sideways): every anchor projects into it, and they span
+    a body's depth about the mid-plane, limbs about as deep as wide, the torso shallower."""
+    from humansplat.models.reconstructor import template_free_anchors
+    from humansplat.models.silhouette import TORSO_DEPTH_RATIO
+
+    cams = cameras([0.0])
+    mask = torch.zeros(1, SIZE, SIZE)
+    mask[:, 4:60, 24:40] = 1  # torso, 16 px wide
+    mask[:, 40:46, 40:60] = 1  # a leg out to the side, 6 px thick
+    a = template_free_anchors(cams[:, 0], mask, 512, 28, height=1.7, shape="silhouette")
+    uv, z = project_points(a.xyz, cams[:, 0])
+    u, v = uv[0].long().T
+    assert (mask[0, v.clamp(0, SIZE - 1), u.clamp(0, SIZE - 1)] > 0.5).all()
+    depth = z[0] - z[0].median()
+    assert depth.min() < -0.1 and depth.max() > 0.1  # a front and a back
+    metres = 1.7 / 56  # per pixel at the mid-plane: the silhouette is 1.7 m tall
+    torso, leg = (u < 40) & (v < 40), u >= 44
+    assert depth[torso].abs().max() < 0.16 + 1e-4 and depth[torso].abs().max() > 0.1
+    assert depth[torso].abs().max() / (8 * metres) == pytest.approx(TORSO_DEPTH_RATIO, abs=0.1)
+    assert depth[leg].abs().max() / (3 * metres) > 0.8  # a limb: about round
+    cylinder = template_free_anchors(cams[:, 0], mask, 512, 28, height=1.7, shape="cylinder")
+    uv, _ = project_points(cylinder.xyz, cams[:, 0])
+    u, v = uv[0].long().T.clamp(0, SIZE - 1)
+    assert (mask[0, v, u] > 0.5).float().mean() < 0.9  # the old cylinder spills out of the silhouette
+
+
 def test_farthest_point_subsample_is_deterministic_and_spread():
     pts = body_like(1000)[0]
     i1, i2 = farthest_point_indices(pts, 50), farthest_point_indices(pts.clone(), 50)

@@ -214,14 +214,52 @@ def test_square_crop_pads_white_outside_the_image():
     assert torch.all(image[:, :, 55:] == 0.0) and torch.all(mask[:, :, 55:] == 1.0)
 
 
+def _kp(**named) -> tuple[np.ndarray, np.ndarray]:
+    """COCO-17 keypoints placed by name (x, y, confidence); the rest unseen at the origin."""
+    kp, conf = np.zeros((17, 2), np.float32), np.zeros(17, np.float32)
+    for name, (x, y, c) in named.items():
+        i = COCO17_NAMES.index(name)
+        kp[i], conf[i] = (x, y), c
+    return kp, conf
+
+
+HEAD = dict(nose=(50, 20, 1), left_eye=(54, 17, 1), right_eye=(46, 17, 1), left_ear=(58, 19, 1), right_ear=(42, 19, 1))
+UPPER = dict(HEAD, left_shoulder=(62, 40, 1), right_shoulder=(38, 40, 1), left_hip=(58, 80, 1), right_hip=(42, 80, 1))
+
+
 def test_framing_from_visible_keypoints():
-    c = np.zeros(17)
-    c[:5] = 1
+    kp, c = _kp(**HEAD)
     assert framing_of(c) == "head_only"
-    c[5:7] = 1
+    kp, c = _kp(**UPPER)
     assert framing_of(c) == "half_body"
-    c[15] = 1
+    kp, c = _kp(**UPPER, left_ankle=(55, 190, 0.9))
     assert framing_of(c) == "full_body"
+
+
+def test_framing_reads_the_matte():
+    mask = np.zeros((200, 100), np.float32)
+    # a gown: legs unseen (or barely), the matte goes on to 180 px, a photo of 200 px -> full body
+    kp, c = _kp(**UPPER, left_ankle=(55, 170, 0.05))
+    mask[10:180, 30:70] = 1
+    assert framing_of(c) == "half_body" and framing_of(c, kp, mask) == "full_body"
+    # the same matte running off the bottom edge: legs cut by the photo -> half body
+    cut = mask.copy()
+    cut[95:] = 1
+    kp, c = _kp(**UPPER)
+    assert framing_of(c, kp, cut[:100]) == "half_body"
+    # an ankle hinted (low confidence) on the matte inside the photo -> full body; outside it -> not
+    kp, c = _kp(**UPPER, right_ankle=(45, 150, 0.2))
+    assert framing_of(c, kp, cut) == "full_body"
+    kp, c = _kp(**UPPER, right_ankle=(45, 150, 0.2))
+    assert framing_of(c, kp, cut[:120]) == "half_body"
+    # shoulders seen at the bottom edge of a head shot (the matte ends at the neck) -> head only
+    kp, c = _kp(**{k: v for k, v in UPPER.items() if "hip" not in k})
+    head = np.zeros((45, 100), np.float32)
+    head[5:45, 35:65] = 1
+    assert framing_of(c) == "half_body" and framing_of(c, kp, head) == "head_only"
+    chest = np.zeros((120, 100), np.float32)
+    chest[5:120, 30:70] = 1
+    assert framing_of(c, kp, chest) == "half_body"
 
 
 # ------------------------------------------------------------------------------------ real photos
@@ -299,6 +337,31 @@ def test_several_people_largest_first_and_selectable():
 
 
 @needs_mp
+@pytest.mark.parametrize("cut, framing", [("neck", "head_only"), ("chest", "half_body")])
+def test_framing_of_cropped_photos(cut, framing):
+    """The example photo cut below the neck (MediaPipe still reports a shoulder) and at the chest."""
+    im = np.asarray(Image.open(EXAMPLE / "pexels-photo-6311555-removebg.png").convert("RGBA"), np.float32) / 255
+    rgb = im[..., :3] * im[..., 3:] + (1 - im[..., 3:])
+    full = preprocess(rgb, resolution=128)
+    assert full.framing == "full_body"
+    x0, y0, x1, _ = full.crop_box
+    kp = full.keypoints.numpy() * (x1 - x0) / 128 + np.array([x0, y0])
+    nose, shoulder, hip = (kp[COCO17_NAMES.index(n), 1] for n in ("nose", "left_shoulder", "left_hip"))
+    row = {"neck": nose + 0.8 * (shoulder - nose), "chest": (shoulder + hip) / 2}[cut]
+    assert preprocess(rgb[: int(row)], resolution=128).framing == framing
+
+
+@pytest.mark.parametrize("name, framing", [("human3diffusion/03.png", "full_body"), ("lhm/yl.jpg", "half_body"),
+                                           ("lhm/00000_half.png", "half_body")])
+@needs_mp
+def test_framing_of_shared_photos(name, framing):
+    """A ball gown to the floor (MediaPipe: legs at 0.2) is a full body; photos cut at the waist are not."""
+    if not (PHOTOS / name).exists():
+        pytest.skip("../shared/photos is not available")
+    assert preprocess(PHOTOS / name, resolution=128).framing == framing
+
+
+@needs_mp
 def test_half_body_photo_is_flagged_partial():
     path = PHOTOS / "lhm" / "000000_half2.jpg"
     if not path.exists():
@@ -307,3 +370,51 @@ def test_half_body_photo_is_flagged_partial():
     assert p.framing == "half_body" and p.is_partial
     conf = p.confidence.numpy()
     assert (conf[[5, 6]] > 0.8).all() and (conf[13:] <= 0.05).all()  # shoulders seen, legs out of the photo
+
+
+def _group(layout: list[tuple[str, int, int, bool]], size=(1000, 720)) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A group photo from the examples' cut-outs: (file, height px, x, y, mirrored) pasted back to front on a
+    plain background; returns the photo and each person's visible (not occluded) alpha."""
+    W, H = size
+    rgb = np.ones((H, W, 3), np.float32) * np.array([0.55, 0.6, 0.5], np.float32)
+    visible: list[np.ndarray] = []
+    for name, height, x, y, mirror in layout:
+        im = Image.open(EXAMPLE / name).convert("RGBA")
+        im = np.asarray(im.resize((im.width * height // im.height, height), Image.LANCZOS), np.float32) / 255
+        im = im[:, ::-1] if mirror else im
+        a, c = np.zeros((H, W), np.float32), np.zeros((H, W, 3), np.float32)
+        a[y : y + height, x : x + im.shape[1]], c[y : y + height, x : x + im.shape[1]] = im[..., 3], im[..., :3]
+        rgb = rgb * (1 - a[..., None]) + c * a[..., None]
+        visible = [v * (1 - a) for v in visible] + [a]
+    return rgb, visible
+
+
+MAN, WOMAN = "pexels-photo-6311555-removebg.png", "pexels-zdmit-6780091.png"
+
+
+@needs_mp
+@pytest.mark.parametrize("layout", [
+    [(WOMAN, 640, 430, 60, False), (MAN, 600, 120, 100, False)],  # side by side
+    [(MAN, 600, 420, 90, True), (WOMAN, 640, 200, 50, True)],  # overlapping: her raised arm over him
+])  # fmt: skip
+def test_group_photo_matte_holds_the_chosen_person_only(layout):
+    """Composed group photos (no alpha: selfie segmentation and Pose's masks): the chosen person's matte
+    covers them and almost nothing of the others."""
+    rgb, visible = _group(layout)
+    from humansplat.preprocess import detect_person
+
+    p = detect_person(rgb)
+    m, people = p.mask > 0.5, [v > 0.5 for v in visible]
+    me = int(np.argmax([(m & v).sum() for v in people]))
+    others = np.any([v for i, v in enumerate(people) if i != me], axis=0)
+    assert (m & people[me]).sum() / people[me].sum() > 0.9  # recall of the chosen person's visible pixels
+    assert (m & others).sum() / m.sum() < 0.02  # the others' pixels in the matte
+
+
+@needs_mp
+def test_skeleton_connections_match_mediapipe():
+    import mediapipe as mp
+
+    from humansplat.preprocess.instances import CONNECTIONS
+
+    assert sorted(CONNECTIONS) == sorted(mp.solutions.pose.POSE_CONNECTIONS)

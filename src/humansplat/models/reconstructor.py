@@ -3,7 +3,7 @@
 Data flow (HumanSplat's reconstructor, with the body prior actually wired in):
 1. each input view -> frozen VAE latent (1/8) + Plücker rays at latent resolution -> patch tokens;
 2. 3D anchor tokens: subsampled posed body vertices (part-label embedding + Fourier xyz), or template-free
-   points filling a body-sized cylinder placed from the input silhouette (``template_free_anchors``);
+   points filling a body-sized cylinder, or the input silhouette inflated into a volume (``template_free_anchors``);
 3. ``depth`` interaction blocks: intra-view self-attention; projection-aware attention (each anchor attends
    only to a ``window x window`` patch around its projection in every view); image tokens cross-attend to
    the anchors; anchor self-attention. Cross-view information flows through the anchors;
@@ -32,6 +32,7 @@ from humansplat.models.autoencoder import (
 )
 from humansplat.models.heads import AnchorHead, PixelHead, PixelSkip, anchor_depth_map, fourier_embed
 from humansplat.models.base import PretrainedModel, load_checked, register
+from humansplat.models.silhouette import silhouette_volume
 
 @dataclass
 class ReconstructorConfig:
@@ -59,6 +60,7 @@ class ReconstructorConfig:
     pixel_scale_range: tuple[float, float] = (1e-3, 0.05)
     anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
+    template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (trained with) or "silhouette" (inflated matte; docs/reconstruct.md)
 
     def __post_init__(self) -> None:
         if self.anchor_mode not in ("body", "template_free"):
@@ -108,34 +110,48 @@ def unit_cylinder_points(n: int) -> Tensor:
     return torch.stack([r * torch.cos(theta), y, r * torch.sin(theta)], -1).float()
 
 
-def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_classes: int, height: float = 1.7) -> Anchors:
-    """Body-prior-free anchors: a fixed point set filling an upright elliptic cylinder of a person's size,
-    placed from the input view alone. The silhouette's bounding box gives the distance (assuming the subject
-    is ``height`` metres tall), centre and width; without a mask the whole image is taken as the person.
+def _silhouette_box(masks: Tensor, W: int, H: int) -> Tensor:
+    """(B, 4) x0, y0, x1, y1 in camera pixels of each (B, h, w) mask's foreground (the whole image if empty)."""
+    sy, sx = H / masks.shape[-2], W / masks.shape[-1]
+    boxes = []
+    for m in masks > 0.5:
+        rows, cols = torch.nonzero(m.any(1)).flatten(), torch.nonzero(m.any(0)).flatten()
+        if rows.numel() == 0:
+            boxes.append(torch.tensor([0.0, 0.0, W, H], device=masks.device))
+        else:
+            boxes.append(torch.stack([cols[0] * sx, rows[0] * sy, (cols[-1] + 1) * sx, (rows[-1] + 1) * sy]).float())
+    return torch.stack(boxes)
+
+
+def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_classes: int, height: float = 1.7,
+                          shape: str = "cylinder") -> Anchors:
+    """Body-prior-free anchors placed from the input view alone. The silhouette's bounding box gives the
+    distance (assuming it shows ``height`` metres of person) and centre; without a mask the whole image is
+    the person. ``shape``: "cylinder" (default, what the shipped weights were trained with) fills an upright
+    elliptic cylinder of the silhouette's width; "silhouette" fills the silhouette inflated into a
+    body-like volume (``silhouette_volume``: front and back, as thick as a body's cross-sections).
 
     cameras: the input view per item, batch (B,); masks (B,1,H,W) or (B,H,W) foreground in [0,1] or None.
     """
+    if shape not in ("silhouette", "cylinder"):
+        raise ValueError(f"template-free anchor shape must be 'silhouette' or 'cylinder', got {shape!r}")
     B = cameras.K.shape[0]
     H, W = cameras.height, cameras.width
     dev = cameras.K.device
     if masks is None:
         masks = torch.ones(B, H, W, device=dev)
     masks = masks.reshape(B, *masks.shape[-2:]).float()
-    sy, sx = H / masks.shape[-2], W / masks.shape[-1]
-    boxes = []
-    for m in masks > 0.5:
-        rows, cols = torch.nonzero(m.any(1)).flatten(), torch.nonzero(m.any(0)).flatten()
-        if rows.numel() == 0:
-            boxes.append(torch.tensor([0.0, 0.0, W, H], device=dev))
-        else:
-            boxes.append(torch.stack([cols[0] * sx, rows[0] * sy, (cols[-1] + 1) * sx, (rows[-1] + 1) * sy]).float())
-    box = torch.stack(boxes)  # (B,4) x0,y0,x1,y1 in pixels
+    box = _silhouette_box(masks, W, H)  # (B,4) x0,y0,x1,y1 in pixels
     K = cameras.K.float()
     fy, fx = K[:, 1, 1], K[:, 0, 0]
     depth = fy * height / (box[:, 3] - box[:, 1]).clamp_min(1.0)
+    c2w = cameras.c2w.float()
+    labels = torch.full((B, num), num_classes, dtype=torch.long, device=dev)
+    if shape == "silhouette":
+        cam_pts = torch.stack([silhouette_volume(m, k, d, num, (W, H)) for m, k, d in zip(masks, K, depth)])
+        return Anchors((c2w[:, None, :3, :3] @ cam_pts[..., None])[..., 0] + c2w[:, None, :3, 3], labels)
     u, v = (box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2
     cam_pt = torch.stack([(u - K[:, 0, 2]) / fx * depth, (v - K[:, 1, 2]) / fy * depth, depth], -1)
-    c2w = cameras.c2w.float()
     center = (c2w[:, :3, :3] @ cam_pt[..., None])[..., 0] + c2w[:, :3, 3]
     half_width = ((box[:, 2] - box[:, 0]) / fx * depth / 2).clamp(0.15, 0.9)
     up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(B, 3)
@@ -145,7 +161,6 @@ def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_
     p = unit_cylinder_points(num).to(dev)  # (A,3)
     xyz = (center[:, None] + p[None, :, 0:1] * half_width[:, None, None] * right[:, None]
            + p[None, :, 1:2] * height * up[:, None] + p[None, :, 2:3] * 0.15 * height * forward[:, None])
-    labels = torch.full((B, num), num_classes, dtype=torch.long, device=dev)
     return Anchors(xyz, labels)
 
 
@@ -212,7 +227,8 @@ class Reconstructor(PretrainedModel):
         ``height``: the real height in metres of what the silhouette shows (default: a whole 1.7 m person;
         pass e.g. ~0.3 for a head-only crop). One view cannot tell scale: a wrong height misplaces them."""
         c = self.config
-        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, height or c.template_free_height)
+        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, height or c.template_free_height,
+                                     c.template_free_shape)
 
     def make_anchors(self, cameras: Cameras, masks: Tensor | None = None, body_vertices: Tensor | None = None,
                      vertex_labels: Tensor | None = None, height: float | None = None) -> Anchors:

@@ -192,7 +192,7 @@ def preprocess(
         crop_box=(cx0 / sx, cy0 / sy, (cx0 + cside) / sx, (cy0 + cside) / sy),
         original_size=img.original_size,
         scale=img.scale,
-        framing=framing_of(found.confidence),
+        framing=framing_of(found.confidence, found.keypoints, found.mask),
         source=img.source,
         K_original=K0,
         intrinsics_source=k_source,

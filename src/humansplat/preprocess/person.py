@@ -17,14 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from humansplat.keypoints import HIPS, SHOULDERS, VISIBLE_CONFIDENCE
+from humansplat.keypoints import VISIBLE_CONFIDENCE
+
+from .framing import framing_of
+from .instances import MP_FACE, MP_HIPS, MP_SHOULDERS, body_scale, find_others, own_matte, skeleton_image
 
 __all__ = ["PersonNotFound", "Person", "detect_person", "require_photo_extra", "MEDIAPIPE_TO_COCO17", "framing_of"]
-
 # MediaPipe Pose landmark index of each COCO-17 keypoint (both use the subject's own left/right).
 MEDIAPIPE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 MASK_THRESHOLD = 0.5
+LIMB_EDGE = 0.03  # confident landmarks this close (share of the crop's side) to its edge widen the crop...
+LIMB_MARGIN = 0.1  # ...by this margin around them
+SAME_TORSOS = 0.25  # two Pose results whose torso and head landmarks agree this well are one person
 OUTSIDE_CONFIDENCE = 0.05  # cap for landmarks MediaPipe places outside the image (extrapolated limbs)
 
 
@@ -82,7 +87,8 @@ def detect_person(rgb: np.ndarray, alpha: np.ndarray | None = None, person: int 
         rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])
     img8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
     seg = alpha if alpha is not None else _run("selfie", img8).segmentation_mask
-    cands = _candidates(seg > MASK_THRESHOLD, _faces(img8), W, H, cv2)
+    faces = _faces(img8)
+    cands = _candidates(seg > MASK_THRESHOLD, faces, W, H, cv2)
     index = 0 if person is None else int(person)
     if not 0 <= index < max(len(cands), 1):
         raise PersonNotFound(f"person {index} requested but only {len(cands)} found (0 = the largest)")
@@ -100,6 +106,15 @@ def detect_person(rgb: np.ndarray, alpha: np.ndarray | None = None, person: int 
         raise PersonNotFound("no person found in the image" if not cands else f"no body pose found for person {index}")
 
     lms = _landmarks(res.pose_landmarks.landmark, x0, y0, x1 - x0, y1 - y0, W, H)
+    grown = _grow_to_landmarks((x0, y0, x1, y1), lms, W, H)
+    if grown != (x0, y0, x1, y1):  # a limb (a kick, a raised arm) reaches past the crop: Pose again, wider
+        wide = img8[grown[1]:grown[3], grown[0]:grown[2]].copy()
+        if others:
+            wide[paint[grown[1]:grown[3], grown[0]:grown[2]]] = 255
+        again = _run("pose", wide)
+        wider = None if again.pose_landmarks is None else _landmarks(again.pose_landmarks.landmark, *grown[:2], grown[2] - grown[0], grown[3] - grown[1], W, H)
+        if wider is not None and _same_person(lms, wider):
+            res, (x0, y0, x1, y1), lms = again, grown, wider
     kp, conf = lms[MEDIAPIPE_TO_COCO17, :2], lms[MEDIAPIPE_TO_COCO17, 2]
     if alpha is not None:
         mask = alpha if len(cands) <= 1 else alpha * _dilate(cand.mask if cand.mask is not None else np.ones((H, W), bool), cv2)
@@ -107,17 +122,8 @@ def detect_person(rgb: np.ndarray, alpha: np.ndarray | None = None, person: int 
         mask = np.zeros((H, W), np.float32)  # Pose's own person mask, for the region it ran on
         if res.segmentation_mask is not None:
             mask[y0:y1, x0:x1] = _refine(res.segmentation_mask, rgb[y0:y1, x0:x1], cv2)
+    mask = _own(mask, seg, lms, img8, faces, alpha is not None, cv2)
     return Person(kp, conf, mask.astype(np.float32), _box(mask, kp, conf, W, H), len(cands), lms)
-
-
-def framing_of(confidence: np.ndarray) -> str:
-    """'full_body' when an ankle or knee is seen, 'half_body' when shoulders or hips are, else 'head_only'."""
-    seen = np.asarray(confidence) >= VISIBLE_CONFIDENCE
-    if seen[13:17].any():
-        return "full_body"
-    if seen[SHOULDERS].any() or seen[HIPS].any():
-        return "half_body"
-    return "head_only"
 
 
 # ---------------------------------------------------------------------------------------------- internals
@@ -283,6 +289,49 @@ def _landmarks(lms, x0: int, y0: int, cw: int, ch: int, W: int, H: int) -> np.nd
 def _dilate(mask: np.ndarray, cv2) -> np.ndarray:
     r = max(3, int(0.02 * max(mask.shape)))
     return cv2.dilate(mask.astype(np.uint8), np.ones((r, r), np.uint8)).astype(np.float32)
+
+
+def _grow_to_landmarks(box: tuple[int, int, int, int], lms: np.ndarray, W: int, H: int) -> tuple[int, int, int, int]:
+    """``box`` grown to hold the confident landmarks inside the image with a margin, or ``box`` itself
+    when they already lie well inside it."""
+    ok = (lms[:, 2] >= VISIBLE_CONFIDENCE) & (lms[:, 0] >= 0) & (lms[:, 0] <= W) & (lms[:, 1] >= 0) & (lms[:, 1] <= H)
+    if not ok.any():
+        return box
+    x0, y0, x1, y1 = box
+    lo, hi = lms[ok, :2].min(0), lms[ok, :2].max(0)
+    m = LIMB_EDGE * max(x1 - x0, y1 - y0)  # a side already at the photo's edge cannot grow
+    if (x0 == 0 or lo[0] - m >= x0) and (y0 == 0 or lo[1] - m >= y0) and (x1 == W or hi[0] + m <= x1) and (y1 == H or hi[1] + m <= y1):
+        return box
+    return _expand((min(x0, lo[0]), min(y0, lo[1]), max(x1, hi[0]), max(y1, hi[1])), LIMB_MARGIN, W, H)
+
+
+def _same_person(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two Pose results (33, 3) on the same person: their torso and head landmarks agree."""
+    ids = [i for i in (*MP_FACE, *MP_SHOULDERS, *MP_HIPS) if a[i, 2] >= VISIBLE_CONFIDENCE and b[i, 2] >= VISIBLE_CONFIDENCE]
+    scale = body_scale(a, 0.1 * float(np.ptp(a[:, :2], 0).max()))
+    return bool(ids) and float(np.median(np.linalg.norm(a[ids, :2] - b[ids, :2], axis=1))) < SAME_TORSOS * scale
+
+
+def _own(mask: np.ndarray, seg: np.ndarray, lms: np.ndarray, img8: np.ndarray, faces: list, keep_floating: bool, cv2) -> np.ndarray:
+    """The chosen person's pixels of ``mask`` only (instances.py): other people are found around them
+    (Pose on the photo with the chosen one painted out, and faces away from the chosen head)."""
+    H, W = mask.shape
+    me = skeleton_image(lms, (H, W), cv2)
+
+    def pose(image: np.ndarray) -> np.ndarray | None:
+        res = _run("pose", image)
+        return None if res.pose_landmarks is None else _landmarks(res.pose_landmarks.landmark, 0, 0, W, H, W, H)
+
+    others = find_others(img8, np.maximum(seg, mask), me, lms, pose, cv2)
+    near = cv2.distanceTransform((me == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    for fx0, fy0, fx1, fy1 in faces:  # another head: a face away from the chosen skeleton (not a shirt print)
+        if _at(near > 2 * (fx1 - fx0), (fx0 + fx1) / 2, (fy0 + fy1) / 2):
+            seed = np.zeros((H, W), np.uint8)
+            cv2.rectangle(seed, (int(fx0), int(fy0)), (int(fx1), int(fy1)), 1, -1)
+            others.append(seed)
+    if not others and keep_floating:  # a single person's cut-out: its alpha is authoritative
+        return mask
+    return own_matte(mask, me, others, cv2)
 
 
 def _refine(mask: np.ndarray, rgb: np.ndarray, cv2) -> np.ndarray:

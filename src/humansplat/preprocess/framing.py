@@ -1,0 +1,89 @@
+"""How much of the person a photo shows: 'full_body', 'half_body' or 'head_only'.
+
+Keypoint confidences alone misread in-the-wild photos: MediaPipe is unsure of legs under a long gown or
+in a kick (full bodies read as half), and sure of shoulders just at the bottom edge of a head shot (read
+as half). So the matte and the keypoints' positions decide too:
+
+- full body: a knee or ankle is seen; or one is at least *hinted* (low confidence, but placed inside the
+  photo on the matte, not extrapolated past the photo's edge); or the matte goes on well below the hips
+  (a torso length or more) and ends inside the photo, above its bottom edge (a gown to the floor);
+- head only: nothing below the head is seen; or the matte stops less than a head's width below the
+  shoulder line (the photo ends at the neck);
+- half body otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from humansplat.keypoints import ANKLES, EARS, EYES, HIPS, KNEES, SHOULDERS, VISIBLE_CONFIDENCE
+
+__all__ = ["framing_of", "FRAMINGS"]
+
+FRAMINGS = ("full_body", "half_body", "head_only")
+LEGS = [*range(KNEES.start, KNEES.stop), *range(ANKLES.start, ANKLES.stop)]
+HINTED = 0.1  # a leg keypoint this confident, inside the photo and on the matte, counts as seen
+MATTE = 0.5  # matte value counted as the person
+EDGE_PX = 0.01  # the matte "reaches" the bottom edge within this fraction of the photo's height
+GOWN_TORSOS = 1.0  # matte below the hips by this many torso lengths (shoulders to hips) = legs under it
+NECK_HEADS = 1.0  # matte below the shoulder line by less than this many head widths = a head shot
+EYES_TO_HEAD = 2.5  # head width / eye distance, when the ears are not both seen
+
+
+def framing_of(confidence: np.ndarray, keypoints: np.ndarray | None = None, mask: np.ndarray | None = None) -> str:
+    """Framing from COCO-17 ``confidence`` (17,), and when given, ``keypoints`` (17, 2) in the pixels of
+    ``mask`` (H, W), the person's matte over the whole photo."""
+    conf = np.asarray(confidence, np.float32)
+    seen = conf >= VISIBLE_CONFIDENCE
+    if seen[LEGS].any():
+        return "full_body"
+    body_seen = bool(seen[SHOULDERS].any() or seen[HIPS].any())
+    if keypoints is None or mask is None:
+        return "half_body" if body_seen else "head_only"
+    kp, fg = np.asarray(keypoints, np.float32), np.asarray(mask) > MATTE
+    if not fg.any():
+        return "half_body" if body_seen else "head_only"
+    if _legs_hinted(conf, kp, fg) or _gown(seen, kp, fg):
+        return "full_body"
+    if not body_seen or _head_shot(seen, kp, fg):
+        return "head_only"
+    return "half_body"
+
+
+def _legs_hinted(conf: np.ndarray, kp: np.ndarray, fg: np.ndarray) -> bool:
+    """A leg keypoint with some confidence that lies on the matte inside the photo (not extrapolated)."""
+    H, W = fg.shape
+    for i in LEGS:
+        x, y = kp[i]
+        if conf[i] >= HINTED and 0 <= x < W and 0 <= y < H and fg[int(y), int(x)]:
+            return True
+    return False
+
+
+def _gown(seen: np.ndarray, kp: np.ndarray, fg: np.ndarray) -> bool:
+    """Shoulders and hips seen, and the matte goes on a torso length below the hips, ending in the photo."""
+    if not (seen[SHOULDERS].any() and seen[HIPS].any()):
+        return False
+    H = fg.shape[0]
+    shoulder_y, hip_y = kp[SHOULDERS][seen[SHOULDERS], 1].mean(), kp[HIPS][seen[HIPS], 1].mean()
+    torso = hip_y - shoulder_y
+    bottom = _lowest_row(fg)
+    return bool(torso > 0 and bottom < H * (1 - EDGE_PX) and bottom - hip_y >= GOWN_TORSOS * torso)
+
+
+def _head_shot(seen: np.ndarray, kp: np.ndarray, fg: np.ndarray) -> bool:
+    """No hips, and the matte stops within a head's width below the shoulder line (the photo ends at the neck)."""
+    if seen[HIPS].any() or not seen[SHOULDERS].any():
+        return False
+    if seen[EARS].all():
+        head = float(np.linalg.norm(kp[EARS[0]] - kp[EARS[1]]))
+    elif seen[EYES].all():
+        head = EYES_TO_HEAD * float(np.linalg.norm(kp[EYES[0]] - kp[EYES[1]]))
+    else:
+        return False
+    shoulder_y = float(kp[SHOULDERS][seen[SHOULDERS], 1].mean())
+    return _lowest_row(fg) - shoulder_y < NECK_HEADS * head
+
+
+def _lowest_row(fg: np.ndarray) -> float:
+    return float(np.nonzero(fg.any(1))[0][-1] + 1)
