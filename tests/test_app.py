@@ -33,7 +33,7 @@ def test_service_stages_files_errors_and_cleanup(pipe, tmp_path):
     assert first.splat.name == PREVIEW and first.splat.stat().st_size > 0 and not first.done
     assert last.done and {"gaussians.ply", "gaussians.splat", "report.json", "turntable.mp4", "views.png"} <= set(last.files)
     names = [e.name for e in seen]
-    assert names[0] == "preprocess" and "reconstruct" in names and set(names) <= set(stages.STAGES)
+    assert names[0] == "preprocess" and "reconstruct" in names and set(names) <= {st.name for st in pipe.stages}
     assert [e.name for e in last.stages][-1] == "outputs" and all(e.seconds >= 0 for e in last.stages)
     assert pipe.seed == 0 and pipe.refine.steps == 2  # the request's options went to a copy
     bad = tmp_path / "bad.png"
@@ -53,26 +53,14 @@ def test_service_stages_files_errors_and_cleanup(pipe, tmp_path):
     assert not (tmp_path / "app").exists()
 
 
-def test_adapter_reports_stages_from_timings():
-    class Result:
-        timings = {"preprocess": 0.5, "body_fit": 1.0, "write_outputs": 9.0}
-
-    class Old:  # the pipeline before on_stage existed
-        def __call__(self, image, person=None, name=None):
-            return Result()
-
-    events = []
-    stages.run(Old(), "x.png", on_stage=events.append)
-    assert [(e.name, e.index, e.total) for e in events] == [("preprocess", 0, 2), ("body_fit", 1, 2)]
-
-    class New:
-        def __call__(self, image, person=None, name=None, on_stage=None):
-            on_stage(stages.StageEvent("preprocess", 0.1, 0, 1))
-            return Result()
-
-    events.clear()
-    stages.run(New(), "x.png", on_stage=events.append)
-    assert [e.name for e in events] == ["preprocess"]  # live events, not replayed timings
+def test_request_options_go_to_a_copy_of_the_pipeline(pipe):
+    """A request's seed, refinement and novel-view choice never change the shared pipeline or another request."""
+    a = stages.variant(pipe, seed=5, refine_steps=0, novel_views=False)
+    b = stages.variant(pipe, seed=6, refine_steps=3)
+    assert (a.seed, b.seed, pipe.seed) == (5, 6, 0)
+    assert "refine" in a.skip and "refine" not in b.skip and "refine" not in pipe.skip
+    assert "novel_views" in a.skip and a.model is pipe.model  # the models are shared, not copied
+    assert not stages.has_novel_views(pipe)
 
 
 def free_port() -> int:

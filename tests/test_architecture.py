@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {"gaussians", "meshes"},
     {"body", "preprocess"},
     {"data", "models"},
-    {"refine", "novelview", "novelview_eval", "train", "evaluate"},
+    {"refine", "novelview", "novelview_eval", "train", "evaluate", "volume"},
     {"pipeline"},
     {"outputs", "export", "animate"},
     {"app", "viewer"},

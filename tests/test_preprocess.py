@@ -218,7 +218,7 @@ def _kp(**named) -> tuple[np.ndarray, np.ndarray]:
     """COCO-17 keypoints placed by name (x, y, confidence); the rest unseen at the origin."""
     kp, conf = np.zeros((17, 2), np.float32), np.zeros(17, np.float32)
     for name, (x, y, c) in named.items():
-        i = COCO17_NAMES.index(name)
+        i = COCO_KEYPOINTS.index(name)
         kp[i], conf[i] = (x, y), c
     return kp, conf
 
@@ -346,7 +346,7 @@ def test_framing_of_cropped_photos(cut, framing):
     assert full.framing == "full_body"
     x0, y0, x1, _ = full.crop_box
     kp = full.keypoints.numpy() * (x1 - x0) / 128 + np.array([x0, y0])
-    nose, shoulder, hip = (kp[COCO17_NAMES.index(n), 1] for n in ("nose", "left_shoulder", "left_hip"))
+    nose, shoulder, hip = (kp[COCO_KEYPOINTS.index(n), 1] for n in ("nose", "left_shoulder", "left_hip"))
     row = {"neck": nose + 0.8 * (shoulder - nose), "chest": (shoulder + hip) / 2}[cut]
     assert preprocess(rgb[: int(row)], resolution=128).framing == framing
 

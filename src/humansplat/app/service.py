@@ -47,7 +47,7 @@ class Service:
 
     @property
     def novel_views_supported(self) -> bool:
-        return stages.supports(self.pipe, "novel_views")
+        return stages.has_novel_views(self.pipe)
 
     def check_upload(self, path: str | None) -> Path:
         if not path:
@@ -72,7 +72,7 @@ class Service:
         if not 0 <= person <= 99:
             raise RequestError(f"Person must be between 0 and 99, got {person}.")
         self.expire()
-        pipe = stages.variant(self.pipe, int(seed), self.refine_steps if refine else 0)
+        pipe = stages.variant(self.pipe, int(seed), self.refine_steps if refine else 0, novel_views is not False)
         events: list[stages.StageEvent] = []
 
         def record(event: stages.StageEvent) -> None:
@@ -81,14 +81,14 @@ class Service:
                 on_stage(event)
 
         try:
-            result = stages.run(pipe, str(photo), person=int(person), name=photo.stem, novel_views=novel_views, on_stage=record)
+            result = stages.run(pipe, str(photo), person=int(person), name=photo.stem, on_stage=record)
         except (ImageError, PersonNotFound) as e:
             raise RequestError(_one_line(e).replace(str(photo), photo.name)) from None
         request = Path(tempfile.mkdtemp(prefix=f"{time.time():.0f}-{uuid.uuid4().hex[:8]}-", dir=self.results))
         splat = save_display_splat(result.gaussians, request / PREVIEW)
         yield Update(list(events), f"{result.gaussians.num:,} Gaussians ({result.structure_prior} prior); rendering the views…", splat)
         folder = stages.write(result, pipe, request / _safe_name(photo.stem), self.frames, self.size)
-        events.append(stages.StageEvent("outputs", result.timings["write_outputs"], len(events), len(events) + 1))
+        events.append(stages.StageEvent("outputs", result.timings["write_outputs"], len(events), len(events) + 1, folder))
         files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
         yield Update(events, f"Done: {result.gaussians.num:,} Gaussians, {result.structure_prior} prior.", splat, folder, True, files)
 
