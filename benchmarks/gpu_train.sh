@@ -22,7 +22,10 @@ report() {
   nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
   [ -f $R/main/log.txt ] && tail -n 1 $R/main/log.txt | cut -c1-600
 }
-keep() { [ -d $R/main/export ] && mkdir -p "$OUT/export" && cp $R/main/export/* "$OUT/export/" && cp $R/main/log.txt $R/main/state.json "$OUT/"; }
+keep() {  # the newest fp16 export, the log and the newest checkpoint's state.json
+  [ -d $R/main/export ] && mkdir -p "$OUT/export" && cp $R/main/export/* "$OUT/export/" && cp $R/main/log.txt "$OUT/"
+  local ckpt; ckpt=$(ls -d $R/main/checkpoints/step-* 2> /dev/null | tail -n 1); [ -n "$ckpt" ] && cp "$ckpt/state.json" "$OUT/"
+}
 case "$1" in
 setup)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
