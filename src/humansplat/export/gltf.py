@@ -9,8 +9,9 @@ Gaussians: one ``POINTS`` primitive carrying the ``KHR_gaussian_splatting`` exte
 attributes ``POSITION``, ``KHR_gaussian_splatting:ROTATION`` (unit quaternion x, y, z, w),
 ``KHR_gaussian_splatting:SCALE`` (linear standard deviations), ``KHR_gaussian_splatting:OPACITY``
 (linear, 0..1) and ``KHR_gaussian_splatting:SH_DEGREE_l_COEF_n`` (RGB SH coefficients), plus
-``COLOR_0`` so viewers without the extension show coloured points. The names follow the Khronos
-extension as we know it (they were not checked against the published text here).
+``COLOR_0`` so viewers without the extension show coloured points; the extension object names the ellipse
+kernel, BT.709 colours, camera-distance sorting and perspective projection (the ratified extension's
+attribute names and property values, checked against its published text and two independent readers' docs).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def write_splats_gltf(path: str | Path, gaussians) -> Path:
     for k in range(g.sh.shape[-2]):
         degree = int(np.floor(np.sqrt(k)))
         attrs[prefix + f"SH_DEGREE_{degree}_COEF_{k - degree * degree}"] = b.accessor(g.sh[:, k].numpy(), _FLOAT)
-    ext = {"kernel": "ellipse", "colorSpace": "srgb_rec709_display", "sortingMethod": "cameraDistance", "projection": "perspective"}
+    ext = {"kernel": "ellipse", "colorSpace": "BT.709", "sortingMethod": "cameraDistance", "projection": "perspective"}
     prim = gl.Primitive(attributes=gl.Attributes(), mode=0, extensions={SPLAT_EXTENSION: ext})
     prim.attributes = attrs  # custom attribute names: a plain dict, written as given
     doc.meshes = [gl.Mesh(name="gaussians", primitives=[prim])]
