@@ -20,7 +20,8 @@ from humansplat.gaussians import Gaussians, load_ply, save_splat
 from humansplat.utils import atomic_dir
 
 STATIC = Path(__file__).parent / "static"
-ANIMATION_DIRS = ("animation", "frames")  # where posed .ply frames of a result are looked for
+ANIMATION_DIRS = ("animation/frames", "animation", "frames")  # where posed .ply frames of a result are looked for
+# (`humansplat animate RESULT --motion walk -o RESULT/animation` writes the first)
 ANIMATION_FPS = 24
 MAX_FRAMES = 240  # more frames than this are thinned evenly (every frame is a file the page loads)
 
@@ -52,13 +53,14 @@ def part_colours(g: Gaussians, model) -> Gaussians:
 
 
 def load_semantics(weights: str | Path | None):
-    """The shipped (or given) reconstructor on the CPU, for its semantic decoder; None when it cannot be loaded."""
+    """The shipped (or given: a pipeline or reconstructor folder) reconstructor on the CPU, for its semantic
+    decoder; None when it cannot be loaded."""
     from humansplat.models import Reconstructor
-    from humansplat.pipeline import DEFAULT_WEIGHTS
+    from humansplat.pipeline import resolve_weights
 
     try:
-        return Reconstructor.from_pretrained(Path(weights or DEFAULT_WEIGHTS), torch.device("cpu")).eval()
-    except (FileNotFoundError, OSError, ValueError, RuntimeError):
+        return Reconstructor.from_pretrained(resolve_weights(weights)["reconstructor"], torch.device("cpu")).eval()
+    except (OSError, ValueError, RuntimeError):
         return None
 
 
