@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--init-from", metavar="DIR", help="override the config's warm-start weights (init_from)")
     p.add_argument("--generator", metavar="DIR", help="override the config's novel-view generator weights (generated extra views)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks per rank")
+    p.add_argument("--profile", action="store_true",
+                   help="synchronise CUDA at every phase of a step so timing.json says where the time goes (a little slower)")
     p.set_defaults(func=run)
 
 
@@ -69,7 +71,8 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trainer = Trainer(config, run_dir, resume=args.resume, max_steps=args.max_steps, device=args.device)
+        trainer = Trainer(config, run_dir, resume=args.resume, max_steps=args.max_steps, device=args.device,
+                          profile=args.profile)
     except (CheckpointError, ValueError) as e:  # ValueError: WeightsError of --init-from, the config's own checks
         raise UserError(" ".join(str(e).split())) from None
     export = trainer.fit()

@@ -5,11 +5,17 @@ engine, so no sampler is needed). What is trained is the config's ``task`` (huma
 Run directory layout: ``checkpoints/step-NNNNNNNN/`` (one directory per checkpoint, renamed into place only
 when complete: ``model/`` fp32 weights, ``optimizer.pt``, ``export/`` fp16 weights, ``state.json`` with the
 step, config and checksums, written last), ``export/`` (a copy of the newest checkpoint's fp16 weights: what
-gets shipped), ``log.txt``, ``tb/``. ``--resume`` takes the newest checkpoint whose checksums hold.
+gets shipped), ``log.txt``, ``timing.json`` (where the step time went, per rank: humansplat.train.timing), ``tb/``.
+``--resume`` takes the newest checkpoint whose checksums hold; it may run on another number of processes.
+
+Under DDP only rank 0 writes into the run directory; every rank stops, checkpoints and follows the learning-rate
+schedule at the same step, because one all-reduce per step shares the stop and checkpoint flags and the elapsed
+time (the largest rank's), so time budgets cannot split the ranks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,11 +33,13 @@ from humansplat.body import BodyModel
 from humansplat.models import WeightsError, load_checked, read_model_dir
 from humansplat.train.config import TrainConfig
 from humansplat.train.tasks import TASKS
+from humansplat.train.timing import StepTimer, warmup_steps
 from humansplat.utils import atomic_dir, file_sha256, pick_device, progress
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
 CHECKSUMMED = ("model/model.safetensors", "model/config.json", "optimizer.pt")
+TIMING_FILE = "timing.json"
 
 
 class CheckpointError(ValueError):
@@ -63,9 +71,21 @@ def clean_leftovers(run_dir: str | Path) -> list[Path]:
     return removed
 
 
+def rank_seeds(seed: int, rank: int, step: int = 0) -> tuple[int, int]:
+    """The seeds of a rank's two generators: the engine's data and the task's view sampling. Distinct over ranks
+    and between the two streams, and moved on by the step a run resumes at, so a resumed run draws new
+    subjects instead of replaying those of its first steps. At step 0 the data seed is the one runs always had
+    (``seed * 1000 + rank``). 32 bits: torch's CPU generator drops the higher ones."""
+
+    def mixed(stream: str) -> int:
+        return int.from_bytes(hashlib.sha256(f"{seed}/{rank}/{step}/{stream}".encode()).digest()[:4], "little")
+
+    return (seed * 1000 + rank if step == 0 else mixed("data")), mixed("views")
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False, max_steps: int | None = None,
-                 device: str | None = None):
+                 device: str | None = None, profile: bool = False):
         self.cfg = config
         if max_steps is not None:
             config.max_steps = max_steps
@@ -87,8 +107,6 @@ class Trainer:
         if self.main:
             clean_leftovers(self.run_dir)
         torch.manual_seed(config.seed + self.rank)
-        self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)  # the engine draws on the CPU
-        self.cpu_gen = torch.Generator().manual_seed(config.seed * 1000 + self.rank + 7)
 
         from humansplat.data import EngineConfig, SyntheticEngine
 
@@ -112,6 +130,9 @@ class Trainer:
         self.resumed_from: Path | None = None
         if resume:
             self._load_checkpoint()
+        data_seed, view_seed = rank_seeds(config.seed, self.rank, self.step)
+        self.generator = torch.Generator().manual_seed(data_seed)  # the engine draws on the CPU
+        self.cpu_gen = torch.Generator().manual_seed(view_seed)
         self.wrapped: nn.Module = self.task.step_module(self.model)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -120,6 +141,10 @@ class Trainer:
         self.stop_signal: int | None = None  # set by SIGTERM: save a checkpoint, then stop
         self.last_render = None
         self.history: list[dict[str, float]] = []  # the logged means, one entry per log_every steps
+        self.profile = profile
+        self.timer = StepTimer(self.device, profile)
+        self.checkpoint_due = False  # set for every rank by the per-step sync (rank 0's clock may differ)
+        self.last_checkpoint = time.monotonic()
 
     def _tensorboard(self):
         try:
@@ -132,9 +157,10 @@ class Trainer:
     # ---- checkpoints ----
     def save_checkpoint(self) -> Path | None:
         """One directory per checkpoint, complete or absent; the newest ``keep_checkpoints`` are kept."""
-        self.task.finish(self.model, self.engine)
+        self.last_checkpoint = time.monotonic()
         if not self.main:
             return None
+        self.task.finish(self.model, self.engine)  # only what rank 0 saves needs it
         root = self.run_dir / CHECKPOINTS
         final = root / f"step-{self.step:08d}"
         with atomic_dir(final) as tmp:
@@ -186,28 +212,44 @@ class Trainer:
         return lr * min(1.0, (since + 1) / max(1, cfg.warmup_steps))
 
     def _should_stop(self) -> bool:
+        """Whether to stop before the next step; also sets ``checkpoint_due``. Under DDP one all-reduce (max)
+        makes both flags and ``elapsed`` the same on every rank, so the ranks stop, checkpoint and set the
+        learning rate at the same step even when their clocks disagree."""
         done = self.step >= self.cfg.max_steps or self.progress_fraction() >= 1.0 or self.stop_signal is not None
-        if self.distributed:  # every rank stops at the same step
-            flag = torch.tensor(float(done), device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            done = bool(flag.item())
+        due = time.monotonic() - self.last_checkpoint > 60 * self.cfg.checkpoint_minutes
+        if self.distributed:
+            shared = torch.tensor([float(done), float(due), self.elapsed], dtype=torch.float64, device=self.device)
+            dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+            flags = shared.tolist()
+            done, due, self.elapsed = flags[0] > 0, flags[1] > 0, flags[2]
+            done = done or self.progress_fraction() >= 1.0
+        self.checkpoint_due = due and not done  # the final checkpoint follows the loop
+        self.timer.mark("sync")
         return done
 
     # ---- loop ----
     def train_step(self) -> dict[str, Tensor]:
         cfg = self.cfg
+        timer = self.timer
         batch = self.engine.sample(cfg.batch_size, self.generator)
+        timer.mark("data")
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" else nullcontext()
         loss, logs, preview = self.task.loss(self.wrapped, batch, amp, self.cpu_gen)
         if preview is not None:
             self.last_render = preview
         self.optimizer.zero_grad(set_to_none=True)
+        timer.mark("forward")
+        if self.profile and self.distributed:  # how long this rank waits for the slowest one
+            dist.all_reduce(torch.zeros(1, device=self.device))
+            timer.mark("wait")
         loss.backward()
+        timer.mark("backward")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
+        timer.mark("optimizer")
         logs["train/grad_norm"] = grad_norm.detach()
         logs["train/lr"] = torch.tensor(lr)
         return logs
@@ -218,17 +260,23 @@ class Trainer:
         cfg = self.cfg
         signal.signal(signal.SIGTERM, lambda signum, _frame: setattr(self, "stop_signal", signum))
         self.model.train()
-        last_ckpt = time.monotonic()
+        self.last_checkpoint = time.monotonic()
         bar = progress(total=cfg.max_steps, desc=f"train {cfg.name}", disable=None if self.main else True)
         bar.update(self.step)
-        logs_acc: dict[str, list[Tensor]] = {}
+        logs_acc: dict[str, list[Tensor]] = {}  # rank 0's, kept on the device: one host sync per log line
+        self.timer = StepTimer(self.device, self.profile, warmup_steps(cfg.max_steps - self.step))
+        self.timer.start()
         while not self._should_stop():
+            if self.checkpoint_due:
+                self.save_checkpoint()
+                self.timer.mark("checkpoint")
             t0 = time.monotonic()
             logs = self.train_step()
             self.step += 1
             self.elapsed += time.monotonic() - t0
-            for k, v in logs.items():
-                logs_acc.setdefault(k, []).append(v.detach().float().cpu() if v.device.type != "cpu" else v.float())
+            if self.main:
+                for k, v in logs.items():
+                    logs_acc.setdefault(k, []).append(v.detach().float())
             if self.main and self.step % cfg.log_every == 0:
                 means = {k: float(torch.stack(v).mean()) for k, v in logs_acc.items()}
                 logs_acc.clear()
@@ -238,17 +286,37 @@ class Trainer:
             if self.main and self.writer is not None and self.step % cfg.image_every == 0:
                 self._log_images()
             bar.update(1)
-            if time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
-                self.save_checkpoint()
-                last_ckpt = time.monotonic()
+            self.timer.mark("log")
+            self.timer.step_done()
         bar.close()
+        timing = self.timer.summary()  # the loop's steps; the final checkpoint is not one of them
         self.save_checkpoint()
         if self.writer is not None:
             self.writer.close()
+        ranks = [timing]
+        if self.distributed:
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, timing)
+        if self.main:
+            self._write_timing(ranks)
         if self.distributed:
             dist.barrier()
             dist.destroy_process_group()
         return self.run_dir / "export"
+
+    def _write_timing(self, ranks: list[dict]) -> None:
+        """``timing.json``: the run's throughput and, per rank, the seconds spent in each phase (rank 0's in
+        log.txt too). steps/s is rank 0's over the measured steps (warm-up left out)."""
+        main = ranks[0]
+        info = {"world_size": self.world, "batch_size_per_rank": self.cfg.batch_size, "device": str(self.device),
+                "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+                "task": self.cfg.task, "config": self.cfg.name, "last_step": self.step, "steps": main["steps"],
+                "steps_per_s": main["steps_per_s"],
+                "subjects_per_s": main["steps_per_s"] * self.cfg.batch_size * self.world, "ranks": ranks}
+        (self.run_dir / TIMING_FILE).write_text(json.dumps(info, indent=2))
+        per_step = " ".join(f"{k}={1000 * v / max(1, main['steps']):.1f}ms" for k, v in main["phases_s"].items() if v)
+        with open(self.run_dir / "log.txt", "a") as f:
+            f.write(f"timing steps={main['steps']} steps/s={main['steps_per_s']:.3f} per step: {per_step}\n")
 
     def _log(self, means: dict[str, float]) -> None:
         self.history.append(means)
