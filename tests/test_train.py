@@ -302,3 +302,36 @@ def test_evaluate_scores_a_subject_and_its_pixel_depth(tmp_path, one_subject):
     model.forward = pushed
     far = evaluate(model, [subject], "body", torch.device("cpu"))
     assert far["pixel_depth_cm"] > summary["pixel_depth_cm"] + 2
+
+
+def test_side_views_are_the_orbit_views_at_90_and_270_degrees():
+    from humansplat.cameras import orbit_cameras
+    from humansplat.evaluate import side_views
+
+    cams = orbit_cameras(torch.arange(36) * 10.0, 0.0, 3.0, size=32)
+    assert torch.nonzero(side_views(cams)).squeeze(1).tolist() == [8, 9, 10, 26, 27, 28]
+    shifted = orbit_cameras(torch.arange(36) * 10.0 + 40.0, 0.0, 3.0, size=32)  # relative to view 0
+    assert torch.equal(side_views(shifted), side_views(cams))
+
+
+def test_evaluate_fitted_body_refined_with_regions_and_part_ious(tmp_path, one_subject):
+    """The user's protocol (body fitted to simulated keypoints, refinement on) reports the fit, the refinement
+    time, face/hand PSNR and a per-class IoU for every part that occurs."""
+    from humansplat.evaluate import evaluate, format_table
+    from humansplat.refine import RefineConfig
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    model = trainer.model.eval()
+    subject = {k: one_subject[k][0] for k in ("images", "masks", "labels")}
+    subject.update(cameras=one_subject["cameras"][0], body_vertices=one_subject["body_vertices"][0],
+                   body_keypoints=one_subject["body_keypoints"][0], vertex_labels=trainer.body.vertex_labels, name="s")  # fmt: skip
+    summary = evaluate(model, [subject], "body", torch.device("cpu"), body="fitted", refine_config=RefineConfig(steps=2, mode="full"))
+    assert summary["body"] == "fitted" and summary["body_fit"]["fit_s_mean"] > 0
+    assert summary["per_subject"][0]["prior"] in ("body", "template_free")
+    assert summary["refine"] == {"mode": "full", "steps": 2} and summary["timing_s"]["refine_mean"] > 0
+    assert summary["all_views"]["face_psnr"] is not None and "hands_psnr" in summary["all_views"]
+    present = set(int(c) for c in subject["labels"].unique() if c > 0)
+    assert len(summary["all_views"]["part_iou"]) == len(present)
+    table = format_table(summary)
+    assert "worst part IoU" in table and "fitted body" in table and "face PSNR" in table

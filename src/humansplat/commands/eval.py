@@ -1,7 +1,9 @@
 """`humansplat eval --weights DIR --data BENCHDIR`: score a reconstructor on the held-out benchmark.
 
 Prints PSNR / SSIM / masked PSNR (all views, novel views, the input view), part mIoU when labels exist,
-and timings; writes the same as JSON. Each subject's body is its ground-truth body.
+side views, face and hand PSNR, per-class part IoU, and timings; writes the same as JSON. Each subject's
+body is its ground-truth body, or with --body fitted one fitted to simulated keypoints (the pipeline's
+protocol); --refine runs the pipeline's refinement on each subject.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="JSON file for the results (default: WEIGHTS/eval.json)")
     p.add_argument("--anchors", choices=["auto", "body", "template_free"], default="auto",
                    help="anchor source (auto: what the model was trained with)")
+    p.add_argument("--body", choices=["gt", "fitted"], default="gt",
+                   help="gt: ground-truth bodies (upper bound); fitted: bodies fitted to simulated keypoints, as a user gets")
+    p.add_argument("--refine", choices=["none", "colors", "full"], default="none",
+                   help="run the pipeline's per-instance refinement on each subject first")
+    p.add_argument("--refine-steps", type=int, default=30, help="refinement steps (with --refine)")
     p.add_argument("--limit", type=int, help="score only the first N subjects")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=run)
@@ -33,7 +40,8 @@ def benchmark_subject(item: dict, vertex_labels, name: str) -> dict:
     """A benchmark item (input view + 36 orbit views, the input being orbit view 0) as the 36 orbit views,
     whose view 0 is then the input."""
     out = {k: item[k][1:] for k in ("images", "masks", "labels", "depths") if item.get(k) is not None}
-    out.update(cameras=item["cameras"][1:], body_vertices=item["body_vertices"], vertex_labels=vertex_labels, name=name)
+    out.update(cameras=item["cameras"][1:], body_vertices=item["body_vertices"], body_keypoints=item.get("body_keypoints"),
+               vertex_labels=vertex_labels, name=name)
     return out
 
 
@@ -42,6 +50,7 @@ def run(args) -> int:
     from humansplat.data.shards import ShardDataset
     from humansplat.evaluate import evaluate, format_table, write_json
     from humansplat.models import Reconstructor
+    from humansplat.refine import RefineConfig
     from humansplat.utils import pick_device, progress
 
     weights, data = Path(args.weights), Path(args.data)
@@ -63,7 +72,9 @@ def run(args) -> int:
         raise UserError(f"no benchmark subjects in {data}")
     labels = _vertex_labels(device) if model.config.anchor_mode == "body" else None
     bar = progress(total=n, desc="eval")
-    summary = evaluate(model, (benchmark_subject(dataset[i], labels, f"{i:04d}") for i in range(n)), args.anchors, device, bar)
+    refine_config = None if args.refine == "none" else RefineConfig(steps=args.refine_steps, mode=args.refine)
+    summary = evaluate(model, (benchmark_subject(dataset[i], labels, f"{i:04d}") for i in range(n)), args.anchors, device, bar,
+                       body=args.body, refine_config=refine_config)
     bar.close()
     summary["weights"], summary["data"] = str(weights), str(data)
     print(format_table(summary))
