@@ -31,7 +31,7 @@ from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.preprocess import Preprocessed, preprocess
 from humansplat.models import Reconstructor
-from humansplat.refine import RefineConfig, photo_psnr, refine_colors
+from humansplat.refine import RefineConfig, photo_psnr, refine
 from humansplat.utils import pick_device, seed_everything
 
 __all__ = ["DEFAULT_WEIGHTS", "Pipeline", "Reconstruction", "reconstruct"]
@@ -85,10 +85,10 @@ class Pipeline:
     """Loaded models for photo -> Gaussians. ``weights``: a reconstructor folder (default: the shipped one)."""
 
     def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None,
-                 refine_steps: int = RefineConfig.steps, compile_fit: bool = False):
+                 refine_steps: int = RefineConfig.steps, compile_fit: bool = False, refine_mode: str = RefineConfig.mode):
         self.device = pick_device(device)
         self.fit_config = FitConfig(compile=compile_fit)
-        self.refine = RefineConfig(steps=refine_steps)
+        self.refine = RefineConfig(steps=refine_steps, mode=refine_mode)
         self.seed = seed
         self.fit_iters = fit_iters
         t = time.perf_counter()
@@ -158,7 +158,7 @@ class Pipeline:
         quality = {"input_view_psnr_db": photo_psnr(gaussians, cams[0], inputs.image)}
         if self.refine.steps > 0:
             with _timed(timings, "refine", self.device):
-                gaussians = refine_colors(gaussians, cams[0], inputs.image, self.refine)
+                gaussians = refine(gaussians, cams[0], inputs.image, inputs.mask, self.refine)
             quality["input_view_psnr_refined_db"] = photo_psnr(gaussians, cams[0], inputs.image)
         return Reconstruction(
             name=name or (Path(inputs.source).stem if inputs.source else "image"),
@@ -170,7 +170,7 @@ class Pipeline:
             structure_prior=prior,
             cropped_to_view=cropped,
             timings=timings,
-            meta={**self.meta, "refine_steps": self.refine.steps, **{k: round(v, 2) for k, v in quality.items()}},
+            meta={**self.meta, "refine_steps": self.refine.steps, "refine_mode": self.refine.mode, **{k: round(v, 2) for k, v in quality.items()}},
         )
 
 
