@@ -39,7 +39,7 @@ from humansplat.models import Reconstructor
 from humansplat.refine import RefineConfig, refine
 from humansplat.train.losses import pixel_depth_error, ssim
 
-BODY_MODES = ("gt", "fitted")
+BODY_MODES = ("gt", "fitted", "fitted_true_depth")
 SIDE_AZIMUTHS_DEG = (90.0, 270.0)  # from the input camera, about the subject's vertical axis
 SIDE_TOLERANCE_DEG = 10.0
 REGIONS = {
@@ -102,9 +102,11 @@ def simulate_detector(subject: dict, generator: torch.Generator) -> tuple[Tensor
     return uv, torch.where(torch.rand(17, generator=generator) < KEYPOINT_DROPOUT, torch.zeros_like(conf), conf)
 
 
-def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.device):
+def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.device, true_depth: bool = False):
     """The pipeline's structure prior from the simulated detector: (anchors, world shift, fit info); the
-    world is re-centred on the fitted body (or the template-free anchors), as in the pipeline."""
+    world is re-centred on the fitted body (or the template-free anchors), as in the pipeline. ``true_depth``
+    (a diagnostic): the fitted body scaled about the input camera so its centre lies at the true body's
+    depth (the same image, the true distance and size): what is left is the error in pose and shape."""
     from humansplat.body.fit import fit_body
     from humansplat.pipeline import MAX_REPROJECTION, MIN_KEYPOINTS, VISIBLE_HEIGHT_M
 
@@ -121,6 +123,11 @@ def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.devi
     fit_s = time.perf_counter() - t
     if fit is not None and reproj <= MAX_REPROJECTION * cam.width and model.config.anchor_mode == "body":
         vertices = fit.output.vertices[0]
+        if true_depth:
+            eye = torch.linalg.inv(cam.w2c[0])[:3, 3]
+            truth = subject["body_vertices"].to(device)
+            depth = lambda v: ((v.amin(0) + v.amax(0)) / 2 - eye).norm()  # noqa: E731
+            vertices = eye + (vertices - eye) * (depth(truth) / depth(vertices))
         centre = (vertices.amin(0) + vertices.amax(0)) / 2
         anchors = model.body_anchors((vertices - centre)[None], body.vertex_labels)
         prior = "body"
@@ -154,8 +161,8 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
     fit_info = refine_s = None
     _sync(device)
     t0 = time.perf_counter()
-    if body_mode == "fitted" and anchors_mode == "body":
-        anchors, centre, fit_info = fitted_anchors(model, subject, body, device)
+    if body_mode != "gt" and anchors_mode == "body":
+        anchors, centre, fit_info = fitted_anchors(model, subject, body, device, body_mode == "fitted_true_depth")
         cams_b = _shift(cams_b, centre)
         input_cam = cams_b[:, :1]
         t0 += fit_info["fit_s"]  # the fit is timed on its own
@@ -279,7 +286,7 @@ def evaluate(model: Reconstructor, subjects, anchors_mode: str = "auto", device:
     if anchors_mode == "auto":
         anchors_mode = model.config.anchor_mode
     body_model = None
-    if body == "fitted" and anchors_mode == "body":
+    if body != "gt" and anchors_mode == "body":
         from humansplat.body import BodyModel
 
         body_model = BodyModel.load(device)

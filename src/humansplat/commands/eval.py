@@ -20,8 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="JSON file for the results (default: WEIGHTS/eval.json)")
     p.add_argument("--anchors", choices=["auto", "body", "template_free"], default="auto",
                    help="anchor source (auto: what the model was trained with)")
-    p.add_argument("--body", choices=["gt", "fitted"], default="gt",
-                   help="gt: ground-truth bodies (upper bound); fitted: bodies fitted to simulated keypoints, as a user gets")
+    p.add_argument("--body", choices=["gt", "fitted", "fitted_true_depth"], default="gt",
+                   help="gt: ground-truth bodies (upper bound); fitted: bodies fitted to simulated keypoints, as a user gets; "
+                        "fitted_true_depth: those scaled to the true distance (a diagnostic)")
     p.add_argument("--refine", choices=["none", "colors", "full"], default="none",
                    help="run the pipeline's per-instance refinement on each subject first")
     p.add_argument("--refine-steps", type=int, default=30, help="refinement steps (with --refine)")
