@@ -67,7 +67,7 @@ def test_full_refinement_fits_matte_and_colours_and_stays_near_the_prediction():
     out = render(truth, cam)
     photo, matte = out.rgb[0].permute(2, 0, 1), out.alpha[0, ..., 0]
     cfg = RefineConfig(steps=40, resolution=64, mode="full")
-    colors_only = refine(shifted, cam, photo, matte, RefineConfig(steps=40, resolution=64))
+    colors_only = refine(shifted, cam, photo, matte, RefineConfig(steps=40, resolution=64, mode="colors"))
     full = refine(shifted, cam, photo, matte, cfg)
     assert photo_psnr(full, cam, photo, 64) > photo_psnr(colors_only, cam, photo, 64) + 0.5
     near = z_near(shifted, cam)

@@ -34,7 +34,8 @@ REFINE_MODES = ("colors", "full")
 @dataclass
 class RefineConfig:
     steps: int = 30
-    mode: str = "colors"  # "colors" (DC colours only) or "full" (+ positions, scales, opacities, matte)
+    mode: str = "full"  # "full" (colours, positions, scales, opacities, matte) or "colors" (DC colours only);
+    # full measured best on the benchmark's input and novel views (docs/model.md)
     lr: float = 0.08  # Adam on SH DC coefficients
     resolution: int = 256  # the photo and camera are resized to this for the fit
     prior_weight: float = 0.02  # L2 pull towards the predicted colours

@@ -31,8 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, default=None, help="reconstructor folder (default: the shipped weights)")
     p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
-    p.add_argument("--refine-mode", choices=["colors", "full"], default="colors",
-                   help="refine colours only, or positions, scales and opacities too against the photo and its matte")
+    p.add_argument("--refine-mode", choices=["full", "colors"], default="full",
+                   help="refine colours, positions, scales and opacities against the photo and its matte (full, default), or colours only")
     p.add_argument("--refine-steps", type=int, default=30, metavar="N", help="colour refinement steps against the photo (0: off; default 30)")
     p.add_argument("--compile-fit", action="store_true",
                    help="torch.compile the body fit: a minute or more to compile once, then ~3x faster per photo (servers, batches)")
