@@ -14,8 +14,8 @@ LAYERS: list[set[str]] = [
     {"gaussians", "meshes"},
     {"body", "preprocess"},
     {"data", "models"},
-    {"refine", "novelview", "novelview_eval", "train", "evaluate", "volume"},
-    {"pipeline"},
+    {"refine", "novelview", "train", "volume"},
+    {"pipeline", "evaluate", "novelview_eval"},  # the evaluation scores the pipeline's stages
     {"outputs", "export", "animate"},
     {"app", "viewer"},
     {"commands", "cli", "__main__"},

@@ -170,3 +170,15 @@ def test_half_body_is_cut_where_the_photo_ends(tmp_path, weights):
     uv, z = project_points(result.gaussians.means, result.camera)
     assert result.cropped_to_view and result.gaussians.num > 0 and (z > 0).all()
     assert float(uv.reshape(-1, 2)[:, 1].max()) <= v1 + 0.005 * 128 + 1e-3
+
+
+def test_seeded_pipeline_with_full_refinement_is_bit_identical(weights):
+    """Two pipelines with the same seed give the same Gaussians to the bit on CPU, refinement included."""
+    from humansplat.pipeline import Pipeline
+    from humansplat.preprocess import preprocess
+
+    inputs = preprocess(PHOTO, resolution=512)
+    a, b = (Pipeline(weights, "cpu", seed=0, fit_iters=12, refine_steps=4, refine_mode="full")(inputs) for _ in range(2))
+    assert a.meta["refine_mode"] == "full" and "input_view_psnr_refined_db" in a.meta
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh", "features"):
+        assert torch.equal(getattr(a.gaussians, name), getattr(b.gaussians, name)), name

@@ -303,3 +303,76 @@ def test_evaluate_scores_a_subject_and_its_pixel_depth(tmp_path, one_subject):
     model.forward = pushed
     far = evaluate(model, [subject], "body", torch.device("cpu"))
     assert far["pixel_depth_cm"] > summary["pixel_depth_cm"] + 2
+
+
+def test_side_views_are_the_orbit_views_at_90_and_270_degrees():
+    from humansplat.cameras import orbit_cameras
+    from humansplat.evaluate import side_views
+
+    cams = orbit_cameras(torch.arange(36) * 10.0, 0.0, 3.0, size=32)
+    assert torch.nonzero(side_views(cams)).squeeze(1).tolist() == [8, 9, 10, 26, 27, 28]
+    shifted = orbit_cameras(torch.arange(36) * 10.0 + 40.0, 0.0, 3.0, size=32)  # relative to view 0
+    assert torch.equal(side_views(shifted), side_views(cams))
+
+
+def test_evaluate_fitted_body_refined_with_regions_and_part_ious(tmp_path, one_subject):
+    """The user's protocol (body fitted to simulated keypoints, refinement on) reports the fit, the refinement
+    time, face/hand PSNR and a per-class IoU for every part that occurs."""
+    from humansplat.evaluate import evaluate, format_table
+    from humansplat.refine import RefineConfig
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    model = trainer.model.eval()
+    subject = {k: one_subject[k][0] for k in ("images", "masks", "labels")}
+    subject.update(cameras=one_subject["cameras"][0], body_vertices=one_subject["body_vertices"][0],
+                   body_keypoints=one_subject["body_keypoints"][0], vertex_labels=trainer.body.vertex_labels, name="s")  # fmt: skip
+    summary = evaluate(model, [subject], "body", torch.device("cpu"), body="fitted", refine_config=RefineConfig(steps=2, mode="full"))
+    assert summary["body"] == "fitted" and summary["body_fit"]["fit_s_mean"] > 0
+    assert summary["per_subject"][0]["prior"] in ("body", "template_free")
+    assert summary["refine"] == {"mode": "full", "steps": 2} and summary["timing_s"]["refine_mean"] > 0
+    assert summary["all_views"]["face_psnr"] is not None and "hands_psnr" in summary["all_views"]
+    present = set(int(c) for c in subject["labels"].unique() if c > 0)
+    assert len(summary["all_views"]["part_iou"]) == len(present)
+    table = format_table(summary)
+    assert "worst part IoU" in table and "fitted body" in table and "face PSNR" in table
+
+
+def test_streak_penalty_hits_needles_along_the_ray_only(tmp_path, one_subject):
+    import math
+
+    from humansplat.train.losses import streak_penalty
+
+    w2c = torch.eye(4)[None, None]  # camera at the origin looking down +z
+    means = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.0, 2.0], [0.0, 0.0, 2.0]]])
+    ident = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(1, 3, 4)
+    log_s = torch.log(torch.tensor([[[0.01, 0.01, 0.001], [0.05, 0.005, 0.005], [0.005, 0.005, 0.05]]]))  # disc, across, along
+    one = lambda i: streak_penalty(means[:, i : i + 1], ident[:, i : i + 1], log_s[:, i : i + 1], torch.ones(1, 1), w2c)  # noqa: E731
+    assert float(one(0)) == 0 and float(one(1)) == 0
+    assert math.isclose(float(one(2)), math.log(10 / 1.5), rel_tol=1e-4)
+    # turned 90 degrees about y, the along-ray needle lies across the ray
+    turned = torch.tensor([[[math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0]]])
+    assert float(streak_penalty(means[:, 2:], turned, log_s[:, 2:], torch.ones(1, 1), w2c)) < 1e-5
+    # in the training step: off by default, logged and differentiable when on
+    from contextlib import nullcontext
+
+    from humansplat.train.step import ReconstructionStep, ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    plan = ViewPlan(inputs=[0], supervised=[0, 1], template_free=False)
+    assert LossConfig().streaks == 0
+    step = ReconstructionStep(trainer.model, ReconstructionLoss(LossConfig(streaks=1.0, streak_max_ratio=0.5)), "torch",
+                              trainer.body.vertex_labels)  # fmt: skip
+    loss, logs, _ = step(one_subject, plan, nullcontext())
+    assert float(logs["loss/streaks"]) > 0
+    loss.backward()
+    assert trainer.model.pixel_head.out.weight.grad.abs().sum() > 0
+
+
+def test_streaks_config_warm_starts_from_the_shipped_weights():
+    from humansplat.train.config import TrainConfig
+
+    cfg = TrainConfig.load(ROOT / "configs" / "streaks.json")
+    assert cfg.loss.streaks > 0 and cfg.loss.pixel_views == 0.5 and cfg.loss.pixel_depth == 1.0
+    assert Path(cfg.init_from).resolve() == (ROOT / "src" / "humansplat" / "weights" / "humansplat-main").resolve()

@@ -1,14 +1,22 @@
-"""Per-instance refinement (GeneMAN's last step, in its cheapest form): after the feed-forward pass, the
-Gaussians' colours are optimised so that the render from the photo's camera matches the photo.
+"""Per-instance refinement (GeneMAN's last stage, made fast): after the feed-forward pass, the Gaussians
+on the photo's side of the subject (nearer to the camera than its opacity-weighted centre) are optimised so
+that the render from the photo's camera matches the photo; the far side shows through semi-transparent
+Gaussians and would otherwise pick up the photo's colours, so it stays exactly as predicted.
 
-Only the colour (SH DC) moves, and only for the Gaussians on the photo's side of the subject (nearer to
-the camera than its centre): the far side shows through semi-transparent Gaussians and would otherwise
-pick up the photo's colours. Geometry and opacity stay as predicted. An L2 pull towards the predicted
-colours keeps Gaussians that the photo barely constrains where the model put them.
+Two modes (``RefineConfig.mode``):
+- ``"colors"``: only the colour (SH DC) moves, with an L2 pull towards the predicted colours;
+- ``"full"``: colours, positions, scales and opacities move, against the photo's colours and its matte
+  (alpha vs matte), each regularised toward the feed-forward result: position drift along the photo's
+  rays and across them is penalised separately (depth is what one view cannot tell; across-ray drift
+  blurs edges), log-scales stay within a band around the prediction, opacity logits are pulled back.
+
+Both run a fixed number of Adam steps at a reduced resolution (``resolution``). Deterministic on CPU
+for a fixed thread count: every op of the render and its backward is (see tests/test_refine.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -18,19 +26,37 @@ from torch import Tensor
 from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians, render
 
-__all__ = ["RefineConfig", "refine_colors", "photo_psnr"]
+__all__ = ["REFINE_MODES", "RefineConfig", "refine", "refine_colors", "photo_psnr"]
+
+REFINE_MODES = ("colors", "full")
 
 
 @dataclass
 class RefineConfig:
     steps: int = 30
+    mode: str = "full"  # "full" (colours, positions, scales, opacities, matte) or "colors" (DC colours only);
+    # full measured best on the benchmark's input and novel views (docs/model.md)
     lr: float = 0.08  # Adam on SH DC coefficients
     resolution: int = 256  # the photo and camera are resized to this for the fit
     prior_weight: float = 0.02  # L2 pull towards the predicted colours
+    # full mode
+    lr_means: float = 1e-3  # metres per Adam step
+    lr_log_scales: float = 0.02
+    lr_opacity: float = 0.1  # on logits
+    mask_weight: float = 1.0  # MSE of the rendered alpha against the matte
+    along_ray_m: float = 0.02  # position drift along the photo's ray costs 1 (the RGB loss is O(0.01)) at ...
+    across_ray_m: float = 0.004  # ... and across it at (about half a pixel at 256 px, 2.5 m)
+    drift_weight: float = 0.01  # weight of the (drift / scale)^2 penalty, averaged over Gaussians
+    max_log_scale_change: float = math.log(1.5)  # scales stay within x/÷ 1.5 of the prediction
+    opacity_prior_weight: float = 0.001  # L2 pull of the opacity logits towards the prediction
+
+    def __post_init__(self) -> None:
+        if self.mode not in REFINE_MODES:
+            raise ValueError(f"RefineConfig.mode: expected one of {REFINE_MODES}, got {self.mode!r}")
 
 
 def _fit_inputs(camera: Cameras, image: Tensor, resolution: int) -> tuple[Cameras, Tensor]:
-    """The camera (batch 1) and photo (3, H, W) on white resized to ``resolution`` (channels last)."""
+    """The camera (batch 1) and photo (C, H, W) resized to ``resolution`` (channels last)."""
     target = F.interpolate(image[None].float(), size=(resolution, resolution), mode="area")[0].permute(1, 2, 0)
     return camera.resized(resolution, resolution), target
 
@@ -44,30 +70,79 @@ def photo_psnr(gaussians: Gaussians, camera: Cameras, image: Tensor, resolution:
     return float(-10 * torch.log10(mse.clamp_min(1e-10)))
 
 
-def refine_colors(gaussians: Gaussians, camera: Cameras, image: Tensor, config: RefineConfig | None = None) -> Gaussians:
-    """Gaussians (N,) whose DC colours are fitted to the photo ``image`` (3, H, W, on white) seen by
-    ``camera`` (batch 1, the photo's crop camera). Returns new Gaussians; the input is not modified."""
+def _near_side(gaussians: Gaussians, camera: Cameras) -> Tensor:
+    """(N,) bool: the Gaussians nearer to ``camera`` than the subject's opacity-weighted centre."""
+    z = project_points(gaussians.means, camera)[1]
+    w = gaussians.opacities
+    return z <= (z * w).sum() / w.sum().clamp_min(1e-8)
+
+
+def refine(gaussians: Gaussians, camera: Cameras, image: Tensor, mask: Tensor | None = None,
+           config: RefineConfig | None = None) -> Gaussians:
+    """Gaussians (N,) fitted to the photo ``image`` (3, H, W, on white) seen by ``camera`` (batch 1, the
+    photo's crop camera); ``mask`` (H, W) or (1, H, W) the photo's matte in [0, 1], used by the full mode
+    (without it the mode fits colours and geometry to the RGB alone). Returns new Gaussians; the input is
+    not modified."""
     cfg = config or RefineConfig()
     if cfg.steps <= 0:
         return gaussians
-    cam, target = _fit_inputs(camera.to(gaussians.device), image.to(gaussians.device), cfg.resolution)
-    dc0 = gaussians.sh[:, :1].detach()
-    delta = torch.zeros_like(dc0, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=cfg.lr)
-    rest = gaussians.sh[:, 1:].detach()
+    dev = gaussians.device
+    camera = camera.to(dev)
+    cam, target = _fit_inputs(camera, image.to(dev), cfg.resolution)
+    full = cfg.mode == "full"
+    matte = None
+    if full and mask is not None:
+        matte = _fit_inputs(camera, mask.to(dev).reshape(1, *mask.shape[-2:]), cfg.resolution)[1]
+    g0 = gaussians.detach()
     with torch.no_grad():
-        z = project_points(gaussians.means, cam[0])[1]
-        w = gaussians.opacities
-        near_side = (z <= (z * w).sum() / w.sum().clamp_min(1e-8)).to(dc0.dtype)[:, None, None]
+        near = _near_side(g0, cam[0])
+        idx = torch.nonzero(near).squeeze(1)
+        c2w = torch.linalg.inv(cam.w2c[0].double()).to(g0.means.dtype)
+        ray = F.normalize(g0.means[idx] - c2w[:3, 3], dim=-1)  # (n, 3) the photo's ray through each Gaussian
+    n = idx.numel()
+    zeros = lambda *shape: torch.zeros(*shape, device=dev, dtype=g0.means.dtype, requires_grad=True)  # noqa: E731
+    d_dc = zeros(n, 1, 3)
+    groups = [{"params": [d_dc], "lr": cfg.lr}]
+    if full:
+        d_mean, d_scale, d_opa = zeros(n, 3), zeros(n, 3), zeros(n)
+        groups += [{"params": [d_mean], "lr": cfg.lr_means}, {"params": [d_scale], "lr": cfg.lr_log_scales},
+                   {"params": [d_opa], "lr": cfg.lr_opacity}]  # fmt: skip
+    opt = torch.optim.Adam(groups)
+
+    def current() -> tuple[Gaussians, Tensor]:
+        sh = g0.sh.index_add(0, idx, F.pad(d_dc, (0, 0, 0, g0.sh.shape[1] - 1)))
+        prior = cfg.prior_weight * d_dc.square().sum() / max(1, 3 * g0.num)  # the mean over all colours
+        if not full:
+            return Gaussians(g0.means, g0.quats, g0.log_scales, g0.opacity_logits, sh, None), prior
+        ds = d_scale.clamp(-cfg.max_log_scale_change, cfg.max_log_scale_change)
+        g = Gaussians(g0.means.index_add(0, idx, d_mean), g0.quats, g0.log_scales.index_add(0, idx, ds),
+                      g0.opacity_logits.index_add(0, idx, d_opa), sh, None)  # fmt: skip
+        along = (d_mean * ray).sum(-1)
+        across = (d_mean - along[:, None] * ray).square().sum(-1)
+        drift = (along / cfg.along_ray_m).square() + across / cfg.across_ray_m**2
+        prior = prior + (cfg.drift_weight * drift.sum() + cfg.opacity_prior_weight * d_opa.square().sum()) / max(1, g0.num)
+        return g, prior
+
     with torch.enable_grad():
         for _ in range(cfg.steps):
-            dc = dc0 + near_side * delta
-            g = Gaussians(gaussians.means.detach(), gaussians.quats.detach(), gaussians.log_scales.detach(),
-                          gaussians.opacity_logits.detach(), torch.cat([dc, rest], 1), None)  # fmt: skip
-            rgb = render(g, cam).rgb[0]
-            loss = F.l1_loss(rgb, target) + F.mse_loss(rgb, target) + cfg.prior_weight * (near_side * delta).square().mean()
+            g, prior = current()
+            out = render(g, cam)
+            rgb = out.rgb[0]
+            loss = F.l1_loss(rgb, target) + F.mse_loss(rgb, target) + prior
+            if matte is not None:
+                loss = loss + cfg.mask_weight * F.mse_loss(out.alpha[0], matte)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    sh = torch.cat([(dc0 + near_side * delta).detach(), rest], 1)
-    return Gaussians(gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits, sh, gaussians.features)
+    with torch.no_grad():
+        g, _ = current()
+    return Gaussians(g.means.detach(), g0.quats, g.log_scales.detach(), g.opacity_logits.detach(), g.sh.detach(),
+                     gaussians.features)  # fmt: skip
+
+
+def refine_colors(gaussians: Gaussians, camera: Cameras, image: Tensor, config: RefineConfig | None = None) -> Gaussians:
+    """The colour-only refinement (``refine`` in ``"colors"`` mode, whatever ``config.mode`` says)."""
+    cfg = config or RefineConfig()
+    if cfg.mode != "colors":
+        cfg = RefineConfig(**{**cfg.__dict__, "mode": "colors"})
+    return refine(gaussians, camera, image, None, cfg)

@@ -25,7 +25,7 @@ def variant(pipe: Pipeline, seed: int, refine_steps: int, novel_views: bool = Tr
     ``skip`` set too), so that concurrent requests with different options never change each other's pipeline."""
     out = copy.copy(pipe)
     out.seed = seed
-    out.refine = RefineConfig(steps=refine_steps)
+    out.refine = RefineConfig(steps=refine_steps, mode=pipe.refine.mode)
     out.skip = {s for s in pipe.skip if s not in ("refine", "novel_views")}
     if refine_steps <= 0:
         out.skip.add("refine")

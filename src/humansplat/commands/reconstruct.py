@@ -33,8 +33,11 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, default=None, help="reconstructor folder (default: the shipped weights)")
     p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
+    p.add_argument("--refine-mode", choices=["full", "colors"], default=RefineConfig.mode,
+                   help=f"refine colours, positions, scales and opacities against the photo and its matte (full), or colours "
+                        f"only (default {RefineConfig.mode})")
     p.add_argument("--refine-steps", type=int, default=RefineConfig.steps, metavar="N",
-                   help=f"colour refinement steps against the photo (0: off; default {RefineConfig.steps})")
+                   help=f"refinement steps against the photo (0: off; default {RefineConfig.steps})")
     p.add_argument("--compile-fit", action="store_true",
                    help="torch.compile the body fit: a minute or more to compile once, then ~3x faster per photo (servers, batches)")
     p.add_argument("--novel-views", choices=["auto", "on", "off"], default="auto",
@@ -72,7 +75,7 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     try:
         pipe = Pipeline(args.weights, args.device, args.seed, refine_steps=args.refine_steps, compile_fit=args.compile_fit,
-                        novel_views=args.novel_views)
+                        novel_views=args.novel_views, refine_mode=args.refine_mode)
     except (WeightsError, FileNotFoundError) as e:  # unusable or missing weights
         raise UserError(" ".join(str(e).split())) from None
     failed = 0

@@ -34,6 +34,13 @@ _EXTENT_MAX = 3.33
 _RECOMPUTE_ELEMENTS = 1 << 26  # above this many (tile, slot, pixel) evaluations, recompute in backward
 
 
+def _take(t: Tensor, index: Tensor) -> Tensor:
+    """``t[index]`` along dim 0 through index_select: its backward (index_add) sums repeated indices in a
+    fixed order, where advanced indexing's (index_put with accumulate) uses unordered atomic adds on a
+    multi-threaded CPU, so gradients, and refinement with them, differed between runs in the last bit."""
+    return t.index_select(0, index.reshape(-1)).reshape(*index.shape, *t.shape[1:])
+
+
 def quat_to_rotmat(q: Tensor) -> Tensor:
     """Rotation matrices (..., 3, 3) of unit quaternions (w, x, y, z)."""
     w, x, y, z = q.unbind(-1)
@@ -143,11 +150,11 @@ def rasterize_torch(
     flat = torch.nonzero((radii > 0).all(-1).reshape(-1)).squeeze(1)
     img = flat // N
     gid = flat % N
-    m2d = means2d.reshape(-1, 2)[flat]
-    con = conics.reshape(-1, 3)[flat]
-    dep = depths.reshape(-1)[flat]
-    opa = opacities.reshape(-1)[(img // V) * N + gid]
-    col = colors.reshape(-1, D)[flat if colors.dim() == 4 else (img // V) * N + gid]
+    m2d = _take(means2d.reshape(-1, 2), flat)
+    con = _take(conics.reshape(-1, 3), flat)
+    dep = _take(depths.reshape(-1), flat)
+    opa = _take(opacities.reshape(-1), (img // V) * N + gid)
+    col = _take(colors.reshape(-1, D), flat if colors.dim() == 4 else (img // V) * N + gid)
     feats = torch.cat([col, dep[:, None]], -1)  # depth rides along as one more channel
     tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
     n_tiles = tiles_x * tiles_y
@@ -232,9 +239,9 @@ def _composite_group(group, counts, offsets, pair_inst, m2d, con, opa, feats, ba
             k = torch.arange(s, s + slots, device=dev)
             valid = k[None, :] < n[alive, None]  # (A,S)
             inst = pair_inst[(offsets[group[alive], None] + k[None, :]).clamp_max(pair_inst.numel() - 1)]
-        mx, my = (m2d[inst] - centre[alive][:, None, :]).unbind(-1)  # (A,S) means relative to the tile centre
-        a, b, c = con[inst].unbind(-1)
-        const = torch.log(opa[inst]) - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)
+        mx, my = (_take(m2d, inst) - centre[alive][:, None, :]).unbind(-1)  # (A,S) means relative to the tile centre
+        a, b, c = _take(con, inst).unbind(-1)
+        const = torch.log(_take(opa, inst)) - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)
         const = torch.where(valid, const, torch.full_like(const, -1e30))
         coef = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, const], -1)  # (A,S,6)
         log_alpha = torch.nn.functional.threshold(coef @ basis, log_amin, -math.inf)  # (A,S,P)
@@ -246,7 +253,7 @@ def _composite_group(group, counts, offsets, pair_inst, m2d, con, opa, feats, ba
         with torch.no_grad():
             inc = T_after > T_MIN  # a prefix of the slots: the pixel stops before crossing T_MIN
         w = torch.where(inc, w, torch.zeros_like(w))
-        acc = acc.index_add(0, alive, torch.einsum("asp,asc->apc", w, feats[inst]))
+        acc = acc.index_add(0, alive, torch.einsum("asp,asc->apc", w, _take(feats, inst)))
         T = T.index_put((alive,), T[alive] - w.sum(1))
         with torch.no_grad():
             done = done.index_put((alive,), done[alive] | ~inc[:, -1, :])

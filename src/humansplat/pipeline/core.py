@@ -25,7 +25,7 @@ from humansplat.novelview import NovelViews, generate_views
 from humansplat.pipeline import stages as st
 from humansplat.pipeline.result import Reconstruction
 from humansplat.preprocess import Preprocessed, preprocess
-from humansplat.refine import RefineConfig, photo_psnr, refine_colors
+from humansplat.refine import RefineConfig, photo_psnr, refine
 from humansplat.utils import file_sha256, pick_device, seed_everything
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
@@ -71,10 +71,10 @@ class Pipeline:
 
     def __init__(self, weights: str | Path | None = None, device: str | None = None, seed: int = 0, fit_iters: int | None = None,
                  refine_steps: int = RefineConfig.steps, compile_fit: bool = False, skip: tuple[str, ...] = (),
-                 novel_views: str = "auto"):  # fmt: skip
+                 novel_views: str = "auto", refine_mode: str = RefineConfig.mode):  # fmt: skip
         self.device = pick_device(device)
         self.fit_config = FitConfig(compile=compile_fit)
-        self.refine = RefineConfig(steps=refine_steps)
+        self.refine = RefineConfig(steps=refine_steps, mode=refine_mode)
         self.seed, self.fit_iters = seed, fit_iters
         t = time.perf_counter()
         self.paths = resolve_weights(weights)
@@ -155,7 +155,7 @@ class Pipeline:
         return w.gaussians
 
     def _refine(self, w: Work) -> Gaussians:
-        w.gaussians = refine_colors(w.gaussians, w.placement.cameras[0], w.inputs.image, self.refine)
+        w.gaussians = refine(w.gaussians, w.placement.cameras[0], w.inputs.image, w.inputs.mask, self.refine)
         w.quality["input_view_psnr_refined_db"] = photo_psnr(w.gaussians, w.placement.cameras[0], w.inputs.image)
         return w.gaussians
 
@@ -176,7 +176,7 @@ class Pipeline:
             novel_views=None if w.views is None else w.views.images.detach().cpu(),
             cropped_to_view=w.inputs.is_partial,
             timings=w.timings,
-            meta={**self.meta, "refine_steps": 0 if "refine" in self.skip else self.refine.steps,
+            meta={**self.meta, "refine_steps": 0 if "refine" in self.skip else self.refine.steps, "refine_mode": self.refine.mode,
                   **{k: round(v, 2) for k, v in w.quality.items()}},
         )
 

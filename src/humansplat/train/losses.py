@@ -3,6 +3,7 @@ pixel by the hierarchical part reweighting (face, mouth and hands count more; we
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ class LossConfig:
     semantic: float = 0.1
     pixel_views: float = 0.0  # the input views once more, from the per-pixel Gaussians alone (they must explain what is seen)
     pixel_depth: float = 0.0  # L1 (metres) of the per-pixel Gaussians' depth against the true surface (no streaks off it)
+    streaks: float = 0.0  # per-pixel Gaussians stretched along their input view's rays (streak_penalty)
+    streak_max_ratio: float = 1.5  # along-ray / across-ray spread allowed for free (a surfel at a grazing angle: <~1.4)
     lpips: float = 0.0  # used only when lpips_weights names a local file
     lpips_weights: str | None = None  # safetensors with our LPIPS-VGG layout (see LPIPS); never downloaded
     # hierarchical reweighting: pixel weight = weight of its ground-truth part (1 for classes not listed);
@@ -49,6 +52,32 @@ def pixel_depth_error(means: Tensor, w2c: Tensor, depths: Tensor, grid: int, wei
     z = (means.reshape(B, V, grid * grid, 3) * w2c[:, :, None, 2, :3]).sum(-1) + w2c[:, :, None, 2, 3]
     err = (z.reshape(B * V, 1, grid, grid) - mean).abs()
     return (err * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def streak_penalty(means: Tensor, quats: Tensor, log_scales: Tensor, weights: Tensor, w2c: Tensor,
+                   max_ratio: float = 1.5) -> Tensor:  # fmt: skip
+    """Weighted mean of relu(log(along / across) - log(max_ratio)): ``along`` a Gaussian's spread (standard
+    deviation) along the ray from its view's camera centre through its mean, ``across`` the RMS spread of
+    the two directions across that ray. A per-pixel Gaussian that covers a surface seen at a grazing angle
+    by stretching along its ray looks fine from the input view and is a streak from the side.
+
+    means, log_scales (B, V*P, 3), quats (B, V*P, 4) raw (w, x, y, z), in (view, pixel) order; weights
+    (B, V*P), e.g. the opacities (detach them unless the model may buy its way out with transparency);
+    w2c (B, V, 4, 4) the views the Gaussians were predicted from."""
+    from humansplat.gaussians.rasterize_torch import quat_to_rotmat
+
+    B, V = w2c.shape[:2]
+    R, t = w2c[..., :3, :3], w2c[..., :3, 3:]
+    centres = -(R.transpose(-1, -2) @ t)[..., 0]  # (B, V, 3)
+    m = means.reshape(B, V, -1, 3)
+    ray = F.normalize(m - centres[:, :, None], dim=-1).reshape(means.shape)
+    rot = quat_to_rotmat(F.normalize(quats, dim=-1))  # (B, N, 3, 3), columns the principal axes
+    var = (2 * log_scales).exp()
+    proj = (rot * ray[..., :, None]).sum(-2)  # (B, N, 3): the ray in each Gaussian's principal frame
+    along = (proj.square() * var).sum(-1)
+    across = ((var.sum(-1) - along) / 2).clamp_min(1e-12)
+    excess = F.relu(0.5 * torch.log(along.clamp_min(1e-12) / across) - math.log(max_ratio))
+    return (excess * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
 def class_weight_table(weights: dict[str, float]) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from humansplat.gaussians import render
 from humansplat.models.reconstructor import Reconstructor
-from humansplat.train.losses import ReconstructionLoss, pixel_depth_error
+from humansplat.train.losses import ReconstructionLoss, pixel_depth_error, streak_penalty
 
 
 @dataclass
@@ -77,6 +77,12 @@ class ReconstructionStep(nn.Module):
                                               c.pixel_grid)  # fmt: skip
                 loss = loss + self.loss.config.pixel_depth * depth_err
                 logs["metric/pixel_depth_cm"] = 100 * depth_err.detach()
+            if self.loss.config.streaks > 0:  # per-pixel Gaussians must not stretch along their rays
+                pix = gaussians._map(lambda t: t[:, :n_pixel].float())
+                streak = streak_penalty(pix.means, pix.quats, pix.log_scales, pix.opacities.detach(), cameras.w2c[:, plan.inputs].float(),
+                                        self.loss.config.streak_max_ratio)  # fmt: skip
+                loss = loss + self.loss.config.streaks * streak
+                logs["loss/streaks"] = streak.detach()
         logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
         logs["train/pixel_opacity"] = gaussians.opacity_logits[:, :n_pixel].detach().float().sigmoid().mean()
         return loss, logs, (rgb[:S].detach(), target[:S])
