@@ -198,12 +198,13 @@ def test_result_errors(tmp_path, result):
 
 def test_animate_cli(result, tmp_path, capsys):
     from humansplat.cli import main
+    from humansplat.utils import MANIFEST
 
     path, params, g = result
     out = tmp_path / "anim"
     motion = save_motion(walk_cycle(3), tmp_path / "w.json")
     assert main(["animate", str(path), "--motion", str(motion), "-o", str(out), "--size", "64", "--orbit"]) == 0
-    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
     assert names == ["animation.json", "canonical.ply", "frames/0000.ply", "frames/0001.ply", "frames/0002.ply", "motion.gif", "motion.mp4"]
     assert load_ply(out / "frames/0001.ply").num == g.num
     assert main(["animate", str(path), "--pose", "sitting", "-o", str(tmp_path / "sit"), "--no-video"]) == 0
