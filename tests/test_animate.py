@@ -11,6 +11,7 @@ from humansplat.animate import (POSE_NAMES, Motion, MotionError, ResultError, bi
                                 subject_params, transform_gaussians, walk_cycle)  # fmt: skip
 from humansplat.body import BONE_NAMES, BodyParams, colorize_labels
 from humansplat.gaussians import Gaussians, load_ply, save_ply
+from humansplat.utils import MANIFEST
 from humansplat.meshes import mesh_to_gaussians
 
 POINTS = 3000
@@ -204,7 +205,7 @@ def test_animate_cli(result, tmp_path, capsys):
     motion = save_motion(walk_cycle(3), tmp_path / "w.json")
     assert main(["animate", str(path), "--motion", str(motion), "-o", str(out), "--size", "64", "--orbit"]) == 0
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == ["animation.json", "canonical.ply", "frames/0000.ply", "frames/0001.ply", "frames/0002.ply", "motion.gif", "motion.mp4"]
+    assert names == [MANIFEST, "animation.json", "canonical.ply", "frames/0000.ply", "frames/0001.ply", "frames/0002.ply", "motion.gif", "motion.mp4"]
     assert load_ply(out / "frames/0001.ply").num == g.num
     assert main(["animate", str(path), "--pose", "sitting", "-o", str(tmp_path / "sit"), "--no-video"]) == 0
     assert (tmp_path / "sit" / "frames" / "0000.ply").is_file()
