@@ -25,7 +25,7 @@ from humansplat.body.pose_prior import template_poses
 from humansplat.cameras import Cameras
 from humansplat.data.engine import EngineConfig, SyntheticEngine
 from humansplat.data.views import benchmark_views
-from humansplat.evaluate import _psnr
+from humansplat.metrics import psnr
 from humansplat.export.mesh import gaussians_to_mesh
 from humansplat.gaussians import render
 from humansplat.models import Reconstructor
@@ -42,8 +42,8 @@ def scores(g, cams: Cameras, images: torch.Tensor, masks: torch.Tensor) -> np.nd
     rgb = render(g, cams, background=1.0).rgb.permute(0, 3, 1, 2).clamp(0, 1)
     err = (rgb - images).square()
     fg = masks > 0.5
-    masked = _psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1))
-    return np.array([float(_psnr(err.mean(dim=(1, 2, 3))).mean()), float(ssim(rgb, images).mean()), float(masked.mean())])
+    masked = psnr((err * fg).sum(dim=(1, 2, 3)) / (3 * fg.sum(dim=(1, 2, 3))).clamp_min(1))
+    return np.array([float(psnr(err.mean(dim=(1, 2, 3))).mean()), float(ssim(rgb, images).mean()), float(masked.mean())])
 
 
 def mesh_accuracy(mesh, points: torch.Tensor, normals: torch.Tensor) -> tuple[float, float]:

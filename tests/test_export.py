@@ -17,7 +17,7 @@ from test_animate import make_result
 def exported(body, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     params, g = make_result(body, root / "subject", pose_name="standing", turn=0.0, transl=(0.0, 0.0, 0.0))
-    files = export_result(root / "subject", root / "out", progress_bar=False, mesh_grid=48, mesh_view_size=72)
+    files = export_result(root / "subject", root / "out", progress_bar=False, mesh_grid=48, mesh_view_size=64, mesh_azimuths=3)
     return root, params, g, files
 
 

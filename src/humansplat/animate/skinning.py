@@ -6,9 +6,14 @@ bones is wide enough that clothing bridging two limbs stretches instead of teari
 its ``K_NEAR`` nearest body vertices. The farther a Gaussian lies off the body (loose clothes, hair),
 the more its weights lean towards a wide average over ``K_WIDE`` vertices (full at ``FAR_M``).
 
-Moving: the blended bone transform ``A = sum_j w_j M_j`` (M: the zero pose to a pose, from
-``BodyModel``) moves the mean, and its linear part ``L`` the covariance (``L S² L^T``, re-decomposed into
-rotation and scale), so rotations and scales follow the bones. SH beyond degree 0 is not rotated.
+Moving: each Gaussian is anchored to the body surface (its nearest vertex, ``ANCHOR_K``) and turned
+by the rotation of its blended bone transform ``A = sum_j w_j M_j`` (M: the zero pose to a pose, from
+``BodyModel``; the rotation is the polar factor of A's linear part): ``mean' = anchor' + R' R^T (mean -
+anchor)``, covariance ``R' R^T Σ R R'^T``. So a Gaussian on the body
+moves with the body's own vertices, its offset and shape turn rigidly, and volumes are kept. (Moving by
+``A' A^-1`` itself, plain LBS, blows up where the fitted pose bends deeply: in the crease of a crouch
+two bones 90° apart blend into a near-singular A, and unposing or reposing from it flings the
+Gaussians there tens of centimetres away, scaled up many times.) SH beyond degree 0 is not rotated.
 """
 
 from __future__ import annotations
@@ -28,26 +33,46 @@ K_NEAR = 8  # body vertices averaged for a Gaussian on the body
 K_WIDE = 48  # ... and for one far off it
 FAR_M = 0.12  # distance off the body at which the wide average takes over entirely
 SIGMA_MIN_M = 0.02  # smallest kernel width of the inverse-distance average
+ANCHOR_K = 1  # body vertices a Gaussian is anchored to (more average across a crease's two sides, which part)
 
 
 @dataclass
 class SkinnedGaussians:
     """Gaussians (N) as reconstructed, in the fitted pose; ``weights`` (N, J) their skinning weights;
     ``bind`` (N, 4, 4) each one's blended transform from the zero pose to the fitted pose; ``params`` the
-    fitted body (batch 1)."""
+    fitted body (batch 1); ``anchor_idx``/``anchor_w`` (N, K) the body vertices each one is anchored to
+    and their weights; ``anchor_fitted``/``anchor_zero`` (N, 3) the anchors in the fitted pose and in the
+    zero pose at zero transl."""
 
     gaussians: Gaussians
     weights: Tensor
     bind: Tensor
     params: BodyParams
+    anchor_idx: Tensor
+    anchor_w: Tensor
+    anchor_fitted: Tensor
+    anchor_zero: Tensor
+
+    def _anchor(self, vertices: Tensor) -> Tensor:
+        """(..., N, 3) the anchors on body vertices (..., Nv, 3)."""
+        return torch.einsum("nk,...nkc->...nc", self.anchor_w, vertices[..., self.anchor_idx, :])
+
+    def _rigid(self, R: Tensor, anchor: Tensor) -> Tensor:
+        """(..., N, 4, 4) transforms turning by R (..., N, 3, 3) about the fitted anchors onto ``anchor``."""
+        T = torch.zeros(*R.shape[:-2], 4, 4, dtype=R.dtype)
+        T[..., :3, :3], T[..., 3, 3] = R, 1.0
+        T[..., :3, 3] = anchor - (R @ self.anchor_fitted[..., None])[..., 0]
+        return T
 
     def transforms(self, body: BodyModel, params: BodyParams) -> Tensor:
-        """(F, N, 4, 4) per-Gaussian transforms from the reconstruction to each of F poses (the fitted
-        phenotype is kept; ``params`` give pose and transl)."""
+        """(F, N, 4, 4) per-Gaussian rigid transforms from the reconstruction to each of F poses (the
+        fitted phenotype is kept; ``params`` give pose and transl)."""
         target = BodyParams(self.params.phenotype.expand(params.batch_size, -1), params.pose, params.transl)
         with torch.no_grad():
-            M = body(target.to(body.device)).bone_transforms.to(self.weights)  # (F, J, 4, 4)
-        return torch.einsum("nj,fjab->fnab", self.weights, M) @ torch.linalg.inv(self.bind)
+            out = body(target.to(body.device))
+        M = out.bone_transforms.to(self.weights)  # (F, J, 4, 4)
+        R = _rotation(torch.einsum("nj,fjab->fnab", self.weights, M[..., :3, :3])) @ _rotation(self.bind[:, :3, :3]).transpose(1, 2)
+        return self._rigid(R, self._anchor(out.vertices.to(self.weights)))
 
     def posed(self, body: BodyModel, params: BodyParams) -> list[Gaussians]:
         """The Gaussians in each of the F poses of ``params``."""
@@ -55,7 +80,14 @@ class SkinnedGaussians:
 
     def canonical(self) -> Gaussians:
         """The Gaussians unposed to the zero pose at zero transl (feet on y = 0, pelvis on the Y axis)."""
-        return transform_gaussians(self.gaussians, torch.linalg.inv(self.bind))
+        return transform_gaussians(self.gaussians, self._rigid(_rotation(self.bind[:, :3, :3]).transpose(1, 2), self.anchor_zero))
+
+
+def _rotation(L: Tensor) -> Tensor:
+    """The rotation (polar factor, det +1) nearest to each linear map (..., 3, 3)."""
+    import roma
+
+    return roma.special_procrustes(L)
 
 
 def smooth_vertex_weights(weights: Tensor, faces: Tensor, iters: int | None = None) -> Tensor:
@@ -75,6 +107,11 @@ def smooth_vertex_weights(weights: Tensor, faces: Tensor, iters: int | None = No
 
 def transfer_weights(points: Tensor, vertices: Tensor, vertex_weights: Tensor) -> Tensor:
     """(N, J) weights for points (N, 3) from the surface vertices (Nv, 3) carrying (Nv, J) weights."""
+    return _transfer(points, vertices, vertex_weights)[0]
+
+
+def _transfer(points: Tensor, vertices: Tensor, vertex_weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``transfer_weights``, plus the (N, ANCHOR_K) nearest vertices and their kernel weights (the anchors)."""
     from scipy.spatial import cKDTree
 
     tree = cKDTree(vertices.detach().cpu().double().numpy())
@@ -82,14 +119,16 @@ def transfer_weights(points: Tensor, vertices: Tensor, vertex_weights: Tensor) -
     dist, idx = torch.from_numpy(dist).float(), torch.from_numpy(idx)
     sigma = dist[:, :1].clamp_min(SIGMA_MIN_M)
 
+    def kernel(k: int, scale: float) -> Tensor:
+        kern = torch.exp(-((dist[:, :k] / (scale * sigma)) ** 2))  # (N, k)
+        return kern / kern.sum(1, keepdim=True)
+
     def average(k: int, scale: float) -> Tensor:
-        kernel = torch.exp(-((dist[:, :k] / (scale * sigma)) ** 2))  # (N, k)
-        kernel = kernel / kernel.sum(1, keepdim=True)
-        return torch.einsum("nk,nkj->nj", kernel, vertex_weights[idx[:, :k]])
+        return torch.einsum("nk,nkj->nj", kernel(k, scale), vertex_weights[idx[:, :k]])
 
     far = (dist[:, :1] / FAR_M).clamp(0, 1)
     w = (1 - far) * average(K_NEAR, 1.0) + far * average(K_WIDE, 3.0)
-    return w / w.sum(1, keepdim=True)
+    return w / w.sum(1, keepdim=True), idx[:, :ANCHOR_K], kernel(ANCHOR_K, 1.0)
 
 
 def bind(gaussians: Gaussians, body: BodyModel, params: BodyParams) -> SkinnedGaussians:
@@ -99,11 +138,14 @@ def bind(gaussians: Gaussians, body: BodyModel, params: BodyParams) -> SkinnedGa
     params = params.to(body.device)
     with torch.no_grad():
         out = body(params)
+        zero = body(BodyParams(params.phenotype, torch.zeros_like(params.pose), torch.zeros_like(params.transl))).vertices[0].cpu().float()
     vertex_weights = smooth_vertex_weights(body.skinning_weights.detach().cpu(), body.faces.cpu())
     g = gaussians.to("cpu", torch.float32)
-    weights = transfer_weights(g.means, out.vertices[0].cpu(), vertex_weights)
+    fitted = out.vertices[0].cpu().float()
+    weights, idx, kern = _transfer(g.means, fitted, vertex_weights)
     bind_t = torch.einsum("nj,jab->nab", weights, out.bone_transforms[0].cpu().float())
-    return SkinnedGaussians(g, weights, bind_t, params.to("cpu"))
+    anchor = [torch.einsum("nk,nkc->nc", kern, v[idx]) for v in (fitted, zero)]
+    return SkinnedGaussians(g, weights, bind_t, params.to("cpu"), idx, kern, *anchor)
 
 
 def transform_gaussians(g: Gaussians, T: Tensor) -> Gaussians:

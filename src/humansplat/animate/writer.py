@@ -25,7 +25,7 @@ def animate_result(result_dir: str | Path, out: str | Path, motion: Motion | Non
     ``animation.json``. Returns the files written."""
     from humansplat.gaussians import render, save_ply
     from humansplat.media import frame_points, to_uint8, turntable_cameras, write_gif, write_video
-    from humansplat.utils import atomic_dir, progress
+    from humansplat.utils import MANIFEST, atomic_dir, progress
 
     if (motion is None) == (pose is None):
         raise ValueError("animate_result: give exactly one of motion or pose")
@@ -59,4 +59,4 @@ def animate_result(result_dir: str | Path, out: str | Path, motion: Motion | Non
         info = {"source": str(result.path), "frames": motion.frames, "fps": motion.fps, "pose": pose, "written_frames": list(picks),
                 "camera": "orbit" if orbit else "fixed", "params": params.to_dict()}  # fmt: skip
         (tmp / "animation.json").write_text(json.dumps(info) + "\n")
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    return sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)

@@ -22,13 +22,13 @@ FORMATS = ("glb", "mesh", "gltf-splats")
 
 
 def export_result(result_dir: str | Path, out: str | Path, formats=FORMATS, progress_bar: bool = True, mesh_grid: int | None = None,
-                  mesh_view_size: int | None = None) -> list[Path]:  # fmt: skip
+                  mesh_view_size: int | None = None, mesh_azimuths: int | None = None) -> list[Path]:  # fmt: skip
     """Write ``formats`` (any of ``FORMATS``) of the result folder into ``out`` (atomically: all or
-    nothing); ``mesh_grid`` voxels along the longest side and ``mesh_view_size`` px fusion views
-    (defaults in :mod:`.mesh`). Raises ``humansplat.animate.ResultError`` for a folder without a body fit when the format
+    nothing); ``mesh_grid`` voxels along the longest side, ``mesh_view_size`` px fusion views and
+    ``mesh_azimuths`` views per ring (defaults in :mod:`.mesh`). Raises ``humansplat.animate.ResultError`` for a folder without a body fit when the format
     needs the rig, ``ValueError`` for an unknown format."""
     from humansplat.animate import load_result
-    from humansplat.utils import atomic_dir
+    from humansplat.utils import MANIFEST, atomic_dir
 
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -40,15 +40,15 @@ def export_result(result_dir: str | Path, out: str | Path, formats=FORMATS, prog
         if "gltf-splats" in formats:
             _write_splats(result.gaussians, tmp)
         if "mesh" in formats or "glb" in formats:
-            from humansplat.export.mesh import GRID, VIEW_SIZE, gaussians_to_mesh
+            from humansplat.export.mesh import AZIMUTHS, GRID, VIEW_SIZE, gaussians_to_mesh
 
-            mesh = gaussians_to_mesh(result.gaussians, mesh_grid or GRID, mesh_view_size or VIEW_SIZE, progress_bar)
+            mesh = gaussians_to_mesh(result.gaussians, mesh_grid or GRID, mesh_view_size or VIEW_SIZE, progress_bar, mesh_azimuths or AZIMUTHS)
             if "mesh" in formats:
                 mesh.export(tmp / "mesh.obj")
                 mesh.export(tmp / "mesh.glb")
             if "glb" in formats:
                 _write_avatar(mesh, result.params, tmp / "avatar.glb")
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    return sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def _write_splats(gaussians, folder: Path) -> None:
