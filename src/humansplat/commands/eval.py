@@ -84,14 +84,15 @@ def _novel_views(args, model, dataset, n: int, device) -> dict:
     """The with/without-generator table (humansplat.novelview_eval) on the same subjects; GT bodies."""
     from humansplat.body import BodyModel
     from humansplat.cli import UserError
-    from humansplat.models import NovelViewGenerator
+    from humansplat.evaluate import benchmark_subject
+    from humansplat.models import NovelViewGenerator, WeightsError
     from humansplat.novelview_eval import evaluate_novel_views, format_novelview_table
     from humansplat.utils import progress
 
     try:
         generator = NovelViewGenerator.from_pretrained(args.novel_views, device=device)
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    except WeightsError as e:
+        raise UserError(str(e)) from None
     body = BodyModel.load(device)
     bar = progress(total=n, desc="novel views")
     result = evaluate_novel_views(model, generator, (benchmark_subject(dataset[i], body.vertex_labels, f"{i:04d}") for i in range(n)),

@@ -76,9 +76,9 @@ def _head_shot(seen: np.ndarray, kp: np.ndarray, fg: np.ndarray) -> bool:
     if seen[HIPS].any() or not seen[SHOULDERS].any():
         return False
     if seen[EARS].all():
-        head = float(np.linalg.norm(kp[EARS[0]] - kp[EARS[1]]))
+        head = float(np.linalg.norm(np.diff(kp[EARS], axis=0)))
     elif seen[EYES].all():
-        head = EYES_TO_HEAD * float(np.linalg.norm(kp[EYES[0]] - kp[EYES[1]]))
+        head = EYES_TO_HEAD * float(np.linalg.norm(np.diff(kp[EYES], axis=0)))
     else:
         return False
     shoulder_y = float(kp[SHOULDERS][seen[SHOULDERS], 1].mean())
