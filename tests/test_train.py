@@ -148,7 +148,7 @@ def test_resume_skips_a_torn_checkpoint_and_cleans_leftovers(tmp_path, one_subje
     with open(run / "checkpoints" / "step-00000006" / "model" / "model.safetensors", "r+b") as f:
         f.seek(200)
         f.write(b"torn")
-    leftover = run / "checkpoints" / ".step-00000008.abc.tmp"
+    leftover = run / "checkpoints" / f".step-00000008.humansplat-{2**22 + 12345}-abc.tmp"  # no such process
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
     t = Trainer(tiny_config(tmp_path, max_steps=8), run, resume=True, device="cpu")

@@ -34,7 +34,7 @@ from humansplat.models import WeightsError, load_checked, read_model_dir
 from humansplat.train.config import TrainConfig
 from humansplat.train.tasks import TASKS
 from humansplat.train.timing import StepTimer, warmup_steps
-from humansplat.utils import atomic_dir, file_sha256, pick_device, progress
+from humansplat.utils import atomic_dir, clean_stale_temporaries, file_sha256, pick_device, progress
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -58,17 +58,6 @@ def complete_checkpoints(run_dir: str | Path) -> list[Path]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
-
-
-def clean_leftovers(run_dir: str | Path) -> list[Path]:
-    """Remove temporary checkpoint folders and files that a killed run of ours left behind."""
-    run_dir = Path(run_dir)
-    removed = []
-    for pattern in (f"{CHECKPOINTS}/.step-*.tmp", ".export.*.tmp", ".export.*.old"):
-        for p in run_dir.glob(pattern):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
 
 
 def rank_seeds(seed: int, rank: int, step: int = 0) -> tuple[int, int]:
@@ -105,7 +94,8 @@ class Trainer:
             self.device = pick_device(device)
         self.main = self.rank == 0
         if self.main:
-            clean_leftovers(self.run_dir)
+            for folder in (self.run_dir, self.run_dir / CHECKPOINTS):  # what a killed run of ours left
+                clean_stale_temporaries(folder)
         torch.manual_seed(config.seed + self.rank)
 
         from humansplat.data import EngineConfig, SyntheticEngine
