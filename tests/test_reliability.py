@@ -311,3 +311,21 @@ def test_train_init_from_pickled_weights_is_one_line(tmp_path, capsys):
     code, err = _cli(capsys, "train", config, "--init-from", tmp_path / "w", "--out", tmp_path / "run", "--device", "cpu")
     assert code == 2 and len(err) == 1 and str(bad) in err[0], err
     assert not (tmp_path / "w" / "UNPICKLED").exists()
+
+
+def test_a_result_with_our_own_subfolder_is_replaced_but_not_with_a_users_file_in_it(tmp_path):
+    """`humansplat animate RESULT -o RESULT/animation` writes a folder of ours into a result: a re-run of
+    reconstruct may replace the result, unless the user put a file into that subfolder."""
+    result = tmp_path / "photo"
+    with atomic_dir(result) as tmp:
+        (tmp / "report.json").write_text("{}")
+    with atomic_dir(result / "animation") as tmp:
+        (tmp / "canonical.ply").write_text("ply")
+    (result / "animation" / "mine.txt").write_text("mine")
+    with pytest.raises(OutputError, match="mine.txt"):
+        with atomic_dir(result) as tmp:
+            (tmp / "report.json").write_text('{"run": 2}')
+    (result / "animation" / "mine.txt").unlink()
+    with atomic_dir(result) as tmp:
+        (tmp / "report.json").write_text('{"run": 2}')
+    assert (result / "report.json").read_text() == '{"run": 2}' and not (result / "animation").exists()

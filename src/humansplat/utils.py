@@ -100,7 +100,8 @@ def _listing(folder: Path) -> list[str]:
 
 def check_replaceable(path: str | os.PathLike) -> None:
     """``OutputError`` unless ``path`` is absent or a folder atomic_dir wrote that holds only what its
-    manifest lists: we never delete what we did not write."""
+    manifest lists, or subfolders atomic_dir wrote into it later (e.g. ``humansplat animate RESULT -o
+    RESULT/animation``), themselves replaceable: we never delete what we did not write."""
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
         return
@@ -114,6 +115,9 @@ def check_replaceable(path: str | os.PathLike) -> None:
         extra = sorted(set(_listing(path)) - set(listed))
     except (OSError, ValueError, KeyError, TypeError):
         raise OutputError(f"{path} exists and is not a humansplat result (no {MANIFEST}): not replacing it ({advice})") from None
+    for sub in sorted({f.split("/")[0] for f in extra if "/" in f and (path / f.split("/")[0] / MANIFEST).is_file()}):
+        check_replaceable(path / sub)  # a folder of ours inside: its own manifest vouches for its files
+        extra = [f for f in extra if not f.startswith(sub + "/")]
     if extra:
         more = f" and {len(extra) - _LISTED_EXTRAS} more" if len(extra) > _LISTED_EXTRAS else ""
         raise OutputError(f"{path} holds files humansplat did not write ({', '.join(extra[:_LISTED_EXTRAS])}{more}): "
