@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from humansplat.config import from_dict, load_config_file, to_dict
+from humansplat.train.augment import BodyNoiseConfig, PhotoNoiseConfig
 from humansplat.train.losses import LossConfig
 from humansplat.train.novelview import ExtraViewsConfig
 
@@ -36,6 +37,8 @@ class TrainConfig:
     body_anchor_dropout: float = 0.2  # body-prior models: share of steps on template-free anchors (the fallback)
     generator: str | None = None  # novel-view generator weights (reconstructor with generated extra views), relative to the config file
     extra_views: ExtraViewsConfig = field(default_factory=ExtraViewsConfig)  # reconstructor: generated / degraded extra input views
+    body_noise: BodyNoiseConfig = field(default_factory=BodyNoiseConfig)  # reconstructor: the body prior perturbed as a fit would
+    photo_noise: PhotoNoiseConfig = field(default_factory=PhotoNoiseConfig)  # reconstructor: the input photo degraded as a camera would
     kl_weight: float = 1e-6  # autoencoder task
     amp: str = "bf16"  # "bf16" or "none"
     seed: int = 0

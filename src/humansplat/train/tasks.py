@@ -25,6 +25,7 @@ from humansplat.models import (
     load_checked,
     read_model_dir,
 )
+from humansplat.train.augment import degrade_photo, perturb_body
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
 from humansplat.train.novelview import GeneratorStep, extra_view_inputs, extra_view_plan, generator_inputs, generator_preview
@@ -119,12 +120,18 @@ class ReconstructorTask(Task):
 
     def loss(self, wrapped, batch, amp, gen):
         cfg = self.cfg
+        if cfg.body_noise.prob > 0:
+            batch = {**batch, "body_vertices": perturb_body(self.body, batch["body_params"], batch["body_vertices"], cfg.body_noise, gen)}
         if cfg.extra_views.source == "none":
-            views = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, gen)
-            return wrapped(batch, views, amp)
-        plan = extra_view_plan(batch, cfg.extra_views, cfg.supervise_views, cfg.body_anchor_dropout, gen)
-        with amp:
-            inputs = extra_view_inputs(cfg.extra_views, batch, plan, self.body, gen, *self.extra_view_models())
+            plan = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, gen)
+            inputs = batch["images"][:, plan.inputs] if cfg.photo_noise.prob > 0 else None
+        else:
+            plan = extra_view_plan(batch, cfg.extra_views, cfg.supervise_views, cfg.body_anchor_dropout, gen)
+            with amp:
+                inputs = extra_view_inputs(cfg.extra_views, batch, plan, self.body, gen, *self.extra_view_models())
+        if inputs is not None and cfg.photo_noise.prob > 0:  # only the photo (view 0) is degraded; supervision stays clean
+            photo = degrade_photo(inputs[:, 0].float(), batch["masks"][:, 0], cfg.photo_noise, gen).to(inputs.dtype)
+            inputs = torch.cat([photo[:, None], inputs[:, 1:]], 1)
         return wrapped(batch, plan, amp, inputs)
 
     def extra_view_models(self) -> tuple[NovelViewGenerator | None, Autoencoder | None]:

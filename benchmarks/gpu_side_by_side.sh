@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Several training runs side by side on one GPU (one step of the reconstructor leaves an H200 ~80% idle), then
+# every run scored on the benchmark, across three device calls (repository root; carry .whl and .carry):
+#   launch M W   install, build gsplat, unpack the body cache (.carry/body.safetensors[.xz]), start the benchmark set
+#                and every run of $RUNS for M minutes of step time (setsid: they outlive the call), report W s
+#   wait S       score the baseline ($BASE) with every protocol of $PROTOCOLS while the runs train; report S s
+#   final S      wait <= S s for the runs to end, score each run with every protocol, bring the exports back
+# RUNS: "name=config[:extra train args]" entries separated by ";" (default: robust vs control vs the generator).
+# $OUT gets at most 8 files: runs' model.safetensors as NAME.safetensors (files > 15 MiB in parts: cat NAME.*.part-*),
+# and one results.tar.gz (evals, logs, configs, model cards' numbers).
+set -uo pipefail
+export TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+OUT=${OUT:-/tmp/gpu_out} R=${R:-/tmp/side} BENCH=${BENCH:-/tmp/bench} BASE=${BASE:-src/humansplat/weights/humansplat-main}
+RUNS=${RUNS:-"robust=configs/robust.json;control=configs/streaks.json;gen=configs/novelview.json:--init-from .carry/gen_v1 --lr 2e-4"}
+PROTOCOLS=${PROTOCOLS:-"gt fitted fitted_true_depth"}
+PY=${PY:-python3} DEVICE=${DEVICE:-cuda} NBENCH=${NBENCH:-20}  # DEVICE=cpu: a dry run of the recipe
+HS="$PY -m humansplat"
+mkdir -p "$OUT" "$R/evals"
+
+setup() {
+  if [ -f .carry/body.safetensors.xz ] && [ ! -f /tmp/body.safetensors ]; then
+    $PY -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.carry/body.safetensors.xz'), open('/tmp/body.safetensors.tmp', 'wb'))" &&
+      mv /tmp/body.safetensors.tmp /tmp/body.safetensors
+  fi
+  export HUMANSPLAT_BODY_CACHE=$([ -f /tmp/body.safetensors ] && echo /tmp/body.safetensors || echo $PWD/.carry/body.safetensors)
+  [ "$DEVICE" = cuda ] || { export PYTHONPATH=$PWD/src; return; }
+  [ -d /tmp/site/gsplat ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src
+  timeout 200 $PY -c "import gsplat.cuda._backend as b; assert b._C is not None" || exit 1  # build gsplat once, before any second process
+}
+runs() { tr ';' '\n' <<< "$RUNS"; }
+report() {
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2> /dev/null
+  local line name
+  while read -r line; do name=${line%%=*}; [ -f $R/$name/log.txt ] && echo "$name: $(tail -n 1 $R/$name/log.txt | cut -c1-240)"; done < <(runs)
+}
+watch() { local end=$((SECONDS + $1)); while [ $SECONDS -lt $end ]; do sleep 30; report; done; }
+bench_ready() {
+  while [ ! -f "$BENCH/SHA256SUMS" ]; do sleep 5; grep -q Traceback $R/bench.out 2> /dev/null && { cat $R/bench.out; return 1; }; done
+}
+score() {  # NAME WEIGHTS: every protocol at once, in the background
+  local p
+  for p in $PROTOCOLS; do
+    (setsid $HS eval --weights "$2" --data "$BENCH" --device "$DEVICE" --body "${p%%+*}" $([[ $p == *+full ]] && echo --refine full) \
+      ${LIMIT:+--limit $LIMIT} --out $R/evals/$1_$p.json > $R/evals/$1_$p.out 2>&1 &)
+  done
+}
+pack() {
+  local line name
+  while read -r line; do
+    name=${line%%=*}
+    cp $R/$name/log.txt $R/evals/${name}_log.txt 2> /dev/null; cp $R/$name.out $R/evals/${name}_stdout.txt 2> /dev/null
+  done < <(runs)
+  tar -czf "$OUT/results.tar.gz" -C $R evals
+}
+case "$1" in
+launch)
+  setup
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null
+  [ -f "$BENCH/SHA256SUMS" ] || (setsid $HS data benchmark -o "$BENCH" -n "$NBENCH" --device "$DEVICE" > $R/bench.out 2>&1 &)
+  while read -r line; do
+    name=${line%%=*} spec=${line#*=}; config=${spec%%:*} extra=""; [[ $spec == *:* ]] && extra=${spec#*:}
+    (setsid $HS train "$config" --out $R/$name --time-budget "$2" --device "$DEVICE" $extra > $R/$name.out 2>&1 &)
+  done < <(runs)
+  watch "$3"; tail -n 2 $R/*.out | cut -c1-300
+  ;;
+wait)
+  setup; bench_ready && score base "$BASE"
+  watch "$2"; tail -n 3 $R/evals/*.out | cut -c1-200; pack
+  ;;
+final)
+  setup
+  end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ] && pgrep -f "humansplat train" > /dev/null; do sleep 10; done
+  report; bench_ready
+  while read -r line; do
+    name=${line%%=*}; spec=${line#*=}
+    [ -f $R/$name/export/model.safetensors ] || { echo "$name: no export"; continue; }
+    if grep -q '"task": *"generator"' "${spec%%:*}"; then
+      (setsid $PY benchmarks/novelview.py --generator $R/$name/export --weights "$BASE" --data "$BENCH" --device "$DEVICE" --out $R/evals/${name}_novelview.json \
+        > $R/evals/${name}_novelview.out 2>&1 &)
+    else
+      score "$name" $R/$name/export
+    fi
+    cp $R/$name/export/model.safetensors "$OUT/$name.safetensors"; cp $R/$name/export/MODEL_CARD.md $R/evals/${name}_MODEL_CARD.md 2> /dev/null
+    cp $R/$name/export/config.json $R/evals/${name}_config.json
+  done < <(runs)
+  for f in "$OUT"/*.safetensors; do [ "$(stat -c %s "$f")" -gt $((15 * 1024 * 1024)) ] && split -b 15M "$f" "$f.part-" && rm "$f"; done
+  while pgrep -f "humansplat eval|novelview.py" > /dev/null && [ $SECONDS -lt $((end + 300)) ]; do sleep 5; done
+  tail -n 4 $R/evals/*.out | cut -c1-200; pack
+  ;;
+*) echo "usage: $0 launch M W | wait S | final S" >&2; exit 2 ;;
+esac

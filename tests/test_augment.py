@@ -1,0 +1,116 @@
+"""Training augmentations: the body prior perturbed as a fit would get it, the photo degraded as a camera would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from humansplat.train.augment import BodyNoiseConfig, PhotoNoiseConfig, degrade_photo, perturb_body
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    from humansplat.data import EngineConfig, SyntheticEngine
+
+    engine = SyntheticEngine(EngineConfig(resolution=32, views=1), torch.device("cpu"))
+    return engine, engine.sample(2, torch.Generator().manual_seed(5))
+
+
+def test_zero_noise_reproduces_the_engine_body_in_its_frame(subjects):
+    engine, batch = subjects
+    cfg = BodyNoiseConfig(prob=1.0, pose_std=0.0, phenotype_std=0.0, shift_std=0.0)
+    out = perturb_body(engine.body, batch["body_params"], batch["body_vertices"], cfg, torch.Generator().manual_seed(0))
+    assert (out - batch["body_vertices"]).abs().max() < 1e-4  # body(params) is the engine's body, same frame
+
+
+def test_body_noise_moves_the_body_by_centimetres_and_repeats(subjects):
+    engine, batch = subjects
+    v = batch["body_vertices"]
+    cfg = BodyNoiseConfig(prob=1.0)
+    a = perturb_body(engine.body, batch["body_params"], v, cfg, torch.Generator().manual_seed(1))
+    b = perturb_body(engine.body, batch["body_params"], v, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    moved = (a - v).norm(dim=-1).mean(1)  # per sample, metres
+    assert (moved > 0.003).all() and (moved < 0.15).all(), moved
+    centre = lambda x: (x.amin(1) + x.amax(1)) / 2  # noqa: E731
+    assert (centre(a) - centre(v)).norm(dim=-1).max() < 0.15  # still the same person in the same place
+
+
+def test_no_noise_draws_nothing(subjects):
+    engine, batch = subjects
+    g = torch.Generator().manual_seed(2)
+    state = g.get_state()
+    v = batch["body_vertices"]
+    assert perturb_body(engine.body, batch["body_params"], v, BodyNoiseConfig(prob=0.0), g) is v
+    img = batch["images"][:, 0]
+    assert degrade_photo(img, batch["masks"][:, 0], PhotoNoiseConfig(prob=0.0), g) is img
+    assert torch.equal(g.get_state(), state)  # runs without augmentation keep their random streams
+
+
+def _square(size: int = 24, side: int = 12):
+    img = torch.ones(1, 3, size, size)
+    mask = torch.zeros(1, 1, size, size)
+    lo = (size - side) // 2
+    img[..., lo : lo + side, lo : lo + side] = 0.2
+    mask[..., lo : lo + side, lo : lo + side] = 1
+    return img, mask, lo, side
+
+
+def test_matte_erosion_and_dilation_touch_only_a_band_at_the_edge():
+    img, mask, lo, side = _square()
+    cfg = PhotoNoiseConfig(prob=1.0, noise_std=0.0, blur_sigma=0.0, matte_px=2)
+    seen = set()
+    for seed in range(12):
+        out = degrade_photo(img, mask, cfg, torch.Generator().manual_seed(seed))
+        changed = (out != img).any(1)[0]
+        if not changed.any():
+            seen.add("none")
+            continue
+        inside = mask[0, 0] > 0
+        if changed[inside].any():  # eroded: white eaten into the person, in a band of <= 2 px
+            assert not changed[~inside].any()
+            assert torch.allclose(out[0, :, changed], torch.ones(1))
+            assert not changed[lo + 2 : lo + side - 2, lo + 2 : lo + side - 2].any()
+            seen.add("eroded")
+        else:  # dilated: one background colour in a band of <= 2 px outside
+            band = out[0, :, changed]
+            assert torch.allclose(band, band[:, :1].expand_as(band))
+            assert not changed[: lo - 2].any() and not changed[lo + side + 2 :].any()
+            seen.add("dilated")
+    assert {"eroded", "dilated"} <= seen
+
+
+def test_noise_and_blur_degrade_within_range():
+    img, mask, lo, side = _square()
+    g = torch.Generator().manual_seed(0)
+    noisy = degrade_photo(img, mask, PhotoNoiseConfig(prob=1.0, noise_std=0.05, blur_sigma=0.0, matte_px=0), g)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and 0 < (noisy - img).abs().mean() < 0.05
+    blurred = degrade_photo(img, mask, PhotoNoiseConfig(prob=1.0, noise_std=0.0, blur_sigma=2.0, matte_px=0), torch.Generator().manual_seed(3))
+    centre = (lo + side // 2, lo + side // 2)
+    assert abs(float(blurred[0, 0, centre[0], centre[1]]) - 0.2) < 0.02  # the flat middle stays
+    edge = blurred[0, 0, lo, lo + side // 2]
+    assert 0.2 < float(edge) < 1.0  # the edge softens
+    assert abs(float(blurred.mean()) - float(img.mean())) < 0.01
+
+
+def test_reconstructor_task_feeds_the_model_a_perturbed_body_and_a_degraded_photo(tmp_path, subjects):
+    from contextlib import nullcontext
+
+    from humansplat.train.trainer import Trainer
+    from tests.test_train import tiny_config
+
+    _, batch = subjects
+    cfg = tiny_config(tmp_path, max_steps=1, body_noise=BodyNoiseConfig(prob=1.0), photo_noise=PhotoNoiseConfig(prob=1.0))
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    seen = {}
+
+    def step(b, plan, amp, inputs=None):
+        seen.update(batch=b, plan=plan, inputs=inputs)
+        return trainer.wrapped(b, plan, amp, inputs)
+
+    loss, _, _ = trainer.task.loss(step, batch, nullcontext(), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    assert not torch.equal(seen["batch"]["body_vertices"], batch["body_vertices"])  # the anchors' body moved
+    clean = batch["images"][:, seen["plan"].inputs]
+    assert not torch.equal(seen["inputs"][:, 0], clean[:, 0])  # the photo was degraded ...
+    assert torch.equal(seen["batch"]["images"], batch["images"])  # ... and supervision is the clean render
