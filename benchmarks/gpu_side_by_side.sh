@@ -5,6 +5,7 @@
 #                and every run of $RUNS for M minutes of step time (setsid: they outlive the call), report W s
 #   wait S       score the baseline ($BASE) with every protocol of $PROTOCOLS while the runs train; report S s
 #   final S      wait <= S s for the runs to end, score each run with every protocol, bring the exports back
+# NBENCH=0: no benchmark set and no scoring (train and bring the exports back).
 # RUNS: "name=config[:extra train args]" entries separated by ";" (default: robust vs control vs the generator).
 # $OUT gets at most 8 files: runs' model.safetensors as NAME.safetensors (files > 15 MiB in parts: cat NAME.*.part-*),
 # and one results.tar.gz (evals, logs, configs, model cards' numbers).
@@ -57,7 +58,7 @@ case "$1" in
 launch)
   setup
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null
-  [ -f "$BENCH/SHA256SUMS" ] || (setsid $HS data benchmark -o "$BENCH" -n "$NBENCH" --device "$DEVICE" > $R/bench.out 2>&1 &)
+  [ "$NBENCH" = 0 ] || [ -f "$BENCH/SHA256SUMS" ] || (setsid $HS data benchmark -o "$BENCH" -n "$NBENCH" --device "$DEVICE" > $R/bench.out 2>&1 &)
   while read -r line; do
     name=${line%%=*} spec=${line#*=}; config=${spec%%:*} extra=""; [[ $spec == *:* ]] && extra=${spec#*:}
     (setsid $HS train "$config" --out $R/$name --time-budget "$2" --device "$DEVICE" $extra > $R/$name.out 2>&1 &)
@@ -72,14 +73,14 @@ final)
   setup
   end=$((SECONDS + $2))
   while [ $SECONDS -lt $end ] && pgrep -f "humansplat train" > /dev/null; do sleep 10; done
-  report; bench_ready
+  report; [ "$NBENCH" = 0 ] || bench_ready
   while read -r line; do
     name=${line%%=*}; spec=${line#*=}
     [ -f $R/$name/export/model.safetensors ] || { echo "$name: no export"; continue; }
     if grep -q '"task": *"generator"' "${spec%%:*}"; then
       (setsid $PY benchmarks/novelview.py --generator $R/$name/export --weights "$BASE" --data "$BENCH" --device "$DEVICE" --out $R/evals/${name}_novelview.json \
         > $R/evals/${name}_novelview.out 2>&1 &)
-    else
+    elif [ "$NBENCH" != 0 ]; then
       score "$name" $R/$name/export
     fi
     cp $R/$name/export/model.safetensors "$OUT/$name.safetensors"; cp $R/$name/export/MODEL_CARD.md $R/evals/${name}_MODEL_CARD.md 2> /dev/null

@@ -313,3 +313,48 @@ def test_gpu_engine_matches_the_cpu_reference():
     full = SyntheticEngine(EngineConfig(resolution=256, views=8), device="cuda").sample(4, torch.Generator().manual_seed(2))
     assert full["images"].is_cuda and full["labels"].shape == (4, 9, 256, 256)
     assert (full["labels"] > 0).float().mean() > 0.05
+
+
+def test_free_colours_cover_the_hue_circle_and_are_not_grey():
+    from humansplat.data.textures import GARMENT_PALETTE, sample_free_colors
+
+    c = sample_free_colors((4000,), torch.Generator().manual_seed(0))
+    mx, mn = c.max(-1).values, c.min(-1).values
+    assert c.min() >= 0 and c.max() <= 1
+    assert ((mx - mn) / mx.clamp_min(1e-6)).min() >= 0.35 - 1e-5  # saturation
+    hue_bins = torch.bincount((_hue(c) * 6).long().clamp_max(5), minlength=6).float() / len(c)
+    assert hue_bins.min() > 0.12, hue_bins  # every sixth of the circle, about evenly
+    # the palette alone leaves vivid greens out: no palette colour near pure green at high saturation
+    p = GARMENT_PALETTE
+    vivid_green = (_hue(p) > 0.25) & (_hue(p) < 0.42) & ((p.max(-1).values - p.min(-1).values) / p.max(-1).values > 0.5)
+    assert not vivid_green.any()
+
+
+def _hue(c):
+    mx, idx = c.max(-1)
+    d = (mx - c.min(-1).values).clamp_min(1e-6)
+    r, g, b = c.unbind(-1)
+    h = torch.where(idx == 0, ((g - b) / d) % 6, torch.where(idx == 1, (b - r) / d + 2, (r - g) / d + 4))
+    return h / 6
+
+
+def test_engine_free_colours_recolour_garments_only_and_default_draws_nothing():
+    from humansplat.data import EngineConfig, SyntheticEngine
+    from humansplat.body.model import PHENOTYPE_NAMES
+    from humansplat.data.subjects import GARMENT_MATERIALS, M, recolor_garments, sample_outfits
+
+    g = torch.Generator().manual_seed(4)
+    phen = torch.rand(6, len(PHENOTYPE_NAMES), generator=torch.Generator().manual_seed(1))
+    outfit = sample_outfits(phen, g)
+    before = outfit.materials.colors.clone()
+    state = g.get_state()
+    recolor_garments(outfit, 0.0, g)
+    assert torch.equal(g.get_state(), state) and torch.equal(outfit.materials.colors, before)
+    recolor_garments(outfit, 1.0, g)
+    after = outfit.materials.colors
+    garments = [M[m] for m in GARMENT_MATERIALS]
+    others = [i for i in range(after.shape[1]) if i not in garments]
+    assert torch.equal(after[:, others], before[:, others])  # skin, hair, eyes keep their colours
+    assert not torch.equal(after[:, garments], before[:, garments])
+    batch = SyntheticEngine(EngineConfig(resolution=32, views=1, free_colors=0.5), torch.device("cpu")).sample(2, torch.Generator().manual_seed(0))
+    assert torch.isfinite(batch["images"]).all()

@@ -210,6 +210,23 @@ def sample_outfits(phenotype: Tensor, generator: torch.Generator) -> Outfit:
     return out
 
 
+GARMENT_MATERIALS = ("top", "bottom", "outer", "shoes", "socks", "hat", "object")
+
+
+def recolor_garments(outfit: Outfit, share: float, generator: torch.Generator) -> None:
+    """In place: each garment's colours (base, second, accent) drawn from the whole hue circle
+    (``textures.sample_free_colors``) with probability ``share``, per subject and garment."""
+    if share <= 0:
+        return
+    mats = outfit.materials
+    ids = torch.tensor([M[m] for m in GARMENT_MATERIALS])
+    B = mats.colors.shape[0]
+    free = tx.sample_free_colors((B, len(ids), 3), generator).to(mats.colors)
+    chosen = (torch.rand(B, len(ids), generator=generator) < share).to(mats.colors.device)
+    cols = mats.colors[:, ids]
+    mats.colors[:, ids] = torch.where(chosen[..., None, None], free, cols)
+
+
 def place_logos(outfit: Outfit, rest_keypoints: Tensor, generator: torch.Generator) -> None:
     """Put the chest logos of tops and jackets in the middle or on the left of the chest (in place), on
     the device of ``rest_keypoints`` (B,17,3) (the outfit must be there too)."""

@@ -30,6 +30,7 @@ __all__ = [
     "sample_palette",
     "sample_skin_tones",
     "sample_hair_colors",
+    "sample_free_colors",
     "GARMENT_PALETTE",
     "DENIM_PALETTE",
 ]
@@ -107,6 +108,21 @@ def sample_palette(shape, generator: torch.Generator, palette: Tensor = GARMENT_
     c = palette[idx]
     c = c * _u(shape + (1,), generator, 1 - 2 * jitter, 1 + jitter) + (torch.rand(shape + (3,), generator=generator) - 0.5) * jitter
     return c.clamp(0.0, 1.0)
+
+
+FREE_SATURATION = (0.35, 1.0)  # free colours: vivid and muted, never grey (greys come from the palette)
+FREE_VALUE = (0.25, 0.95)
+
+
+def sample_free_colors(shape, generator: torch.Generator) -> Tensor:
+    """Colours (*shape, 3) with hue uniform over the whole circle (the palette has few saturated greens,
+    yellows and purples, which real clothes have): HSV with the saturation and value ranges above."""
+    shape = tuple(shape)
+    h = torch.rand(shape, generator=generator) * 6
+    s = _u(shape, generator, *FREE_SATURATION)
+    v = _u(shape, generator, *FREE_VALUE)
+    k = (torch.tensor([5.0, 3.0, 1.0]) + h[..., None]) % 6  # the standard HSV -> RGB in closed form
+    return v[..., None] - v[..., None] * s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1))
 
 
 def sample_skin_tones(n: int, generator: torch.Generator) -> Tensor:

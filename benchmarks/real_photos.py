@@ -1,0 +1,105 @@
+"""Reconstructor weights side by side on real photos, where no ground truth exists but the photo itself:
+the input-view PSNR before refinement (the render from the photo's camera against the photo), the prior used,
+and optionally a contact sheet (photo; per weights: input view, 90 and 180 degrees).
+
+    python benchmarks/real_photos.py ../shared/photos/*/*.png --weights v3=src/humansplat/weights/humansplat-main \\
+        new=runs/x/export [--cache DIR] [--sheet docs/x.png --sheet-photos 4] [--json out.json]
+
+Photos are preprocessed once (MediaPipe; ``--cache`` keeps them as safetensors for the next run); every
+weights folder then runs the pipeline without refinement on the same preprocessed photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from humansplat.gaussians import render
+from humansplat.media import contact_sheet, frame_points, save_image, to_uint8, turntable_cameras
+from humansplat.pipeline import Pipeline
+from humansplat.preprocess import Preprocessed, preprocess
+
+SHEET_SIZE = 160
+TURNTABLE_FRAMES = 4  # frames 1 and 2: 90 and 180 degrees
+
+
+def _preprocessed(path: Path, cache: Path | None, resolution: int) -> Preprocessed:
+    cached = None if cache is None else cache / f"{path.parent.name}-{path.stem}.safetensors"
+    if cached is not None and cached.is_file():
+        return Preprocessed.load(cached)
+    pre = preprocess(str(path), resolution=resolution)
+    if cached is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        pre.save(cached)
+    return pre
+
+
+def _views(result, size: int) -> list[np.ndarray]:
+    g = result.gaussians
+    centre, radius = frame_points(g.means, g.opacities)
+    turn = turntable_cameras(TURNTABLE_FRAMES, size, 0.0, 30.0, centre, fit_radius=radius)
+    with torch.no_grad():
+        cells = [to_uint8(render(g, result.camera.resized(size, size)).rgb[0])]
+        cells += [to_uint8(render(g, turn[k : k + 1]).rgb[0]) for k in (1, 2)]
+    return cells
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("photos", nargs="+", type=Path)
+    ap.add_argument("--weights", nargs="+", required=True, metavar="NAME=DIR")
+    ap.add_argument("--cache", type=Path, default=None, help="preprocessed photos are kept here")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sheet", type=Path, default=None)
+    ap.add_argument("--sheet-photos", type=int, default=4, help="the first N photos go into the sheet")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    named = dict(w.split("=", 1) for w in args.weights if "=" in w)
+    if len(named) != len(args.weights):
+        print("error: --weights takes NAME=DIR entries", file=sys.stderr)
+        return 2
+    pipes = {name: Pipeline(d, device=args.device, refine_steps=0, novel_views="off") for name, d in named.items()}
+    resolution = max(p.model.config.image_size for p in pipes.values())
+    rows, cells = [], []
+    for i, path in enumerate(tqdm(args.photos, desc="photos")):
+        try:
+            pre = _preprocessed(path, args.cache, max(512, resolution))
+        except Exception as e:  # a photo MediaPipe finds nobody in: counted, not fatal
+            print(f"{path}: skipped ({e})", file=sys.stderr)
+            continue
+        row = {"photo": f"{path.parent.name}/{path.name}"}
+        sheet_row = [to_uint8(torch.nn.functional.interpolate(pre.image[None], size=(SHEET_SIZE, SHEET_SIZE), mode="area")[0].permute(1, 2, 0))]
+        for name, pipe in pipes.items():
+            r = pipe(pre)
+            row[name] = r.meta["input_view_psnr_db"]
+            row["prior"] = r.structure_prior
+            if i < args.sheet_photos:
+                sheet_row += _views(r, SHEET_SIZE)
+        rows.append(row)
+        if i < args.sheet_photos:
+            cells += sheet_row
+    print(f"\n{len(rows)} photos, input-view PSNR before refinement (dB)\n")
+    print("| weights | median | mean | min | body prior | template-free |")
+    print("|---|---|---|---|---|---|")
+    for name in pipes:
+        v = [r[name] for r in rows]
+        by_prior = {p: [r[name] for r in rows if r["prior"] == p] for p in ("body", "template_free")}
+        med = {p: f"{statistics.median(x):.2f} ({len(x)})" if x else "-" for p, x in by_prior.items()}
+        print(f"| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} | {min(v):.2f} | {med['body']} | {med['template_free']} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.sheet and cells:
+        save_image(args.sheet, contact_sheet(cells, cols=1 + 3 * len(pipes)))
+        print(f"wrote {args.sheet} (per photo: the photo, then per weights {', '.join(pipes)}: input view, 90 and 180 degrees)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
