@@ -63,8 +63,13 @@ def body_axis(obs: Tensor, conf: Tensor, cams: Cameras, tilted_deg: float) -> Te
     line lifted into the camera's image plane when it leans more than ``tilted_deg`` from the vertical."""
     B, dev = obs.shape[0], obs.device
     up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(B, 3)
-    line = obs[:, SHOULDERS].mean(1) - obs[:, HIPS].mean(1)  # image pixels, v down
-    sure = (conf[:, SHOULDERS].amin(1) >= AXIS_CONFIDENCE) & (conf[:, HIPS].amin(1) >= AXIS_CONFIDENCE) & (line.norm(dim=-1) > 1)
+    def centre(pair: slice) -> tuple[Tensor, Tensor]:  # the mean of a pair's sure keypoints, and whether there is one
+        w = (conf[:, pair] >= AXIS_CONFIDENCE).float()
+        return (obs[:, pair] * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1), w.sum(1) > 0
+
+    (shoulders, seen_s), (hips, seen_h) = centre(SHOULDERS), centre(HIPS)
+    line = shoulders - hips  # image pixels, v down
+    sure = seen_s & seen_h & (line.norm(dim=-1) > 1)
     lean = torch.rad2deg(torch.atan2(line[:, 0].abs(), -line[:, 1]))  # 0 upright, 180 upside down
     cam_dir = F.pad(F.normalize(line, dim=-1), (0, 1))  # OpenCV camera frame: x right, y down
     lifted = F.normalize((cams.c2w[:, :3, :3] @ cam_dir[..., None])[..., 0], dim=-1)
