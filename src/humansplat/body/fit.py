@@ -162,7 +162,7 @@ class _Problem:
         # Gravity is the world's +Y (humansplat.cameras), whatever the cameras' own tilt, unless the photo shows
         # the torso far from upright (lying, inverted: humansplat.body.starts.body_axis).
         self.up = body_axis(obs, conf, cams, cfg.tilted_deg)
-        self.straight = straight_legs(obs, conf, cfg.straight_leg_deg)  # (B, 2) legs held to feet-not-behind-hips
+        self.straight = straight_legs(obs, conf, cfg.straight_leg_deg, 1e-3)  # (B, 2) legs held to feet-not-behind-hips
         towards = -cams.c2w[:, :3, 2]  # from the subject to the camera, made horizontal
         self.towards = F.normalize(towards - (towards * self.up).sum(-1, keepdim=True) * self.up, dim=-1)
         self.right = torch.linalg.cross(self.up, self.towards)

@@ -140,11 +140,11 @@ class PosePrior:
         lo, hi = self.lower[1:].to(a), self.upper[1:].to(a)
         return ((a - hi).clamp(min=0) ** 2 + (lo - a).clamp(min=0) ** 2).flatten(-2).sum(-1)
 
-    def fit_mixture(self, components: int = 16, per_kind: int = 384, min_spread_deg: float = 5.0, seed: int = 0) -> "PosePrior":
-        """Fit a diagonal Gaussian mixture over the anatomical angles to this sampler's own poses (EM, with
-        a floor on the spread): the density fitting regularises with, like SMPLify's pose GMM."""
+    def fit_mixture(self, components: int = 16, per_kind: int = 384, min_spread_deg: float = 5.0, seed: int = 0,
+                    kinds: tuple[str, ...] = POSE_KINDS + DYNAMIC_KINDS) -> "PosePrior":  # fmt: skip
+        """Fit a diagonal Gaussian mixture over the anatomical angles to this sampler's own poses of ``kinds`` (EM,
+        with a floor on the spread): the density fitting regularises with, like SMPLify's pose GMM."""
         g = torch.Generator().manual_seed(seed)
-        kinds = POSE_KINDS + DYNAMIC_KINDS
         x = self.to_angles(sample_poses(per_kind * len(kinds), g, kinds=kinds, prior=self))[:, 1:].flatten(1)  # (N, D)
         x2 = x**2
         floor = math.radians(min_spread_deg) ** 2

@@ -39,8 +39,8 @@ _RIGID_PAIRS = [(5, 6), (11, 12), (5, 11), (6, 12), (1, 2), (3, 4), (0, 5), (0, 
 _LEFT, _RIGHT = [1, 3, 5, 11], [2, 4, 6, 12]
 AXIS_CONFIDENCE = 0.5  # shoulders and hips this sure before their line may set the body's axis
 
-# Leg starts: per side (thigh flex, thigh abd, calf flex) in degrees, None = as placed.
-Leg = tuple[float, float, float] | None
+# Leg starts: per side (thigh flex, thigh abd, calf flex[, thigh twist]) in degrees, None = as placed.
+Leg = tuple[float, ...] | None
 LEG_STARTS: tuple[tuple[Leg, Leg], ...] = (
     ((90, 0, -95), (90, 0, -95)),  # sitting
     ((115, 0, -120), (115, 0, -120)),  # crouching, a tucked jump
@@ -76,13 +76,14 @@ def body_axis(obs: Tensor, conf: Tensor, cams: Cameras, tilted_deg: float) -> Te
     return torch.where((sure & (lean > tilted_deg))[:, None], lifted, up)
 
 
-def straight_legs(obs: Tensor, conf: Tensor, bent_deg: float) -> Tensor:
-    """(B, 2) 1 for a leg whose hip-knee-ankle bend in the photo is under ``bent_deg`` or unseen, else 0:
-    only straight-looking legs are held to the feet-not-behind-the-hips prior (tucked legs are not a lean)."""
+def straight_legs(obs: Tensor, conf: Tensor, bent_deg: float, min_confidence: float) -> Tensor:
+    """(B, 2) 1 for a leg whose hip-knee-ankle bend in the photo is under ``bent_deg`` or unseen (a keypoint under
+    ``min_confidence``), else 0: only straight-looking legs are held to the feet-not-behind-the-hips prior (a
+    tucked or kneeling leg is not a lean)."""
     thigh = obs[:, KNEES] - obs[:, HIPS]
     shin = obs[:, ANKLES] - obs[:, KNEES]
     cos = (F.normalize(thigh, dim=-1) * F.normalize(shin, dim=-1)).sum(-1).clamp(-1, 1)
-    seen = torch.stack([conf[:, HIPS], conf[:, KNEES], conf[:, ANKLES]], -1).amin(-1) >= AXIS_CONFIDENCE
+    seen = torch.stack([conf[:, HIPS], conf[:, KNEES], conf[:, ANKLES]], -1).amin(-1) >= min_confidence
     return (~seen | (torch.rad2deg(torch.acos(cos)) < bent_deg)).float()
 
 
@@ -149,7 +150,9 @@ def _with_limbs(prior: PosePrior, angles: Tensor, starts: tuple[tuple[Leg, Leg],
         for side, limb in zip("lr", start, strict=True):
             if limb is not None:
                 upper, lower = BONE_NAMES.index(f"{bones[0]}_{side}"), BONE_NAMES.index(f"{bones[1]}_{side}")
-                a[:, upper, 0], a[:, upper, 1], a[:, lower, 0] = (math.radians(v) for v in limb)
+                a[:, upper, 0], a[:, upper, 1], a[:, lower, 0] = (math.radians(v) for v in limb[:3])
+                if len(limb) > 3:
+                    a[:, upper, 2] = math.radians(limb[3])
         out.append(a)
     return out
 

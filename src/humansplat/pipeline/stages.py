@@ -126,9 +126,7 @@ def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, 
         prior = "body"
         offset = (vertices.amin(0) + vertices.amax(0)) / 2
         anchors = model.body_anchors((vertices - offset)[None], body.vertex_labels)
-        if body_fit.untrusted_limbs:  # a limb the fit misses: no anchors there, the photo's pixels shape it
-            keep = ~limb_vertices(anchors.labels[0], body_fit.untrusted_limbs)
-            anchors = Anchors(anchors.xyz[:, keep], anchors.labels[:, keep])
+        anchors = without_limbs(anchors, body_fit.untrusted_limbs)
     else:
         prior = "template_free"
         height = VISIBLE_HEIGHT_M.get(inputs.framing, VISIBLE_HEIGHT_M["full_body"])
@@ -140,6 +138,15 @@ def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, 
         params = fit.params.detach().clone()
         params.transl = params.transl - offset  # the root translation carries the move: the body stays on the Gaussians
     return Placement(shift_world(cams, offset), anchors, offset, prior, None if vertices is None else vertices - offset, params)
+
+
+def without_limbs(anchors: Anchors, limbs: tuple[str, ...]) -> Anchors:
+    """Body anchors (batch 1) without those on ``limbs``: a limb the fit misses gets no anchors, so the photo's
+    pixel-aligned Gaussians alone shape it."""
+    if not limbs:
+        return anchors
+    keep = ~limb_vertices(anchors.labels[0], limbs)
+    return Anchors(anchors.xyz[:, keep], anchors.labels[:, keep])
 
 
 def reconstruct_gaussians(model: Reconstructor, inputs: Preprocessed, placement: Placement, views: NovelViews | None = None) -> Gaussians:
