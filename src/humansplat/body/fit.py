@@ -8,19 +8,23 @@ Energy per person, in pixels of a 512-pixel image:
   sum_k w_k GM(|proj(X_k) - x_k|), w_k = ((c_k - 0.2) / 0.6)^2 capped at 1 (guessed keypoints, e.g. hands
   in pockets at c ~ 0.3, count little), GM(e) = s^2 e^2 / (e^2 + s^2) (a wrong keypoint costs at most s^2);
   plus sigma^2 times (-2 log) of the priors, sigma the expected keypoint noise: the pose mixture (restricted
-  to the fitted bones); upright under gravity (world +Y): the pelvis' lean (3 degrees), the hips-to-shoulders
-  lean (5 degrees), and a hinge on feet behind the hips (2D keypoints cannot see a lean in depth: without
-  these the fit bends forward at the hips); a phenotype mixture over age bands (children to the elderly);
+  to the fitted bones; it covers jumps, kicks and kneeling too); upright under gravity (world +Y, or the
+  photo's own hips-to-shoulders line when that leans over ``tilted_deg``: lying, inverted bodies;
+  :func:`humansplat.body.starts.body_axis`): the pelvis' lean (3 degrees), the hips-to-shoulders lean
+  (5 degrees), and a hinge on the feet of straight-looking legs behind the hips (2D keypoints cannot see a
+  lean in depth: without these the fit bends forward at the hips); a phenotype mixture over age bands;
   a hinge on the joint limits; with a mask, the squared distance outside it of the keypoint-region vertices.
   Missing keypoints cost nothing, so with only a head or half a body the unseen parts stay at the prior.
 
-Initialisation: upright, facing the camera (or turning its back, when the left keypoints appear left of
-the right ones), at the depth where the mean adult's shoulder, hip and head distances match the observed
-ones. Adam in stages, each keeping the lowest energy of several starts: placement from six headings (the
-facing direction is ambiguous in 2D); then the pose (phenotype frozen, its rest state computed once) from
-a child's, a pre-teen's and an adult's phenotype (moved along the camera rays to keep their image size)
-and, when a knee or ankle is far from the placed body's, also sitting, crouching and one-knee-raised
-legs; then pose and phenotype together. On CPU the fit runs on one thread (many tiny ops); on CUDA
+Initialisation (:mod:`humansplat.body.starts`): along that up direction, facing the camera (or turning its
+back, when the left keypoints appear on the other side of the body's axis), at the depth where the mean
+adult's shoulder, hip and head distances match the observed ones. Adam in stages, each keeping the lowest
+energy of several starts: placement from six headings (the facing direction is ambiguous in 2D); then the
+pose (phenotype frozen, its rest state computed once) from a child's, a pre-teen's and an adult's phenotype
+(moved along the camera rays to keep their image size) and, when a knee or ankle is far from the placed
+body's, also the leg starts (sitting, crouching, a knee up, kicks, a knee raised sideways, kneeling); when
+an elbow or wrist is still far, a round of arm starts (raised, hands on the head, reaching); then pose and
+phenotype together. On CPU the fit runs on one thread (many tiny ops); on CUDA
 every stage replays a captured graph (:mod:`humansplat.body.solver`).
 """
 
