@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from humansplat.media import contact_sheet, save_image
 
-CELL = 144  # pixels of each picture in the sheet
+CELL = 192  # pixels of each picture in the sheet
 CELLS = ("body_front.png", "body_side.png")  # per fit, after the input
 
 
@@ -29,8 +29,8 @@ def fit_record(folder: Path) -> dict | None:
 def verdict(fit: dict | None) -> str:
     if fit is None:
         return "missing"
-    limbs = fit.get("untrusted_limbs") or []
-    word = "trusted" if fit["trusted"] else "NOT trusted"
+    limbs = [n.replace("left_", "L ").replace("right_", "R ") for n in fit.get("untrusted_limbs") or []]
+    word = "trusted" if fit["trusted"] else "UNTRUSTED"
     return f"{word} {fit['reprojection_px']:.0f}px" + (f" -{','.join(limbs)}" if limbs else "")
 
 
@@ -40,7 +40,7 @@ def cell(path: Path, label: str = "") -> Image.Image:
     if label:
         draw = ImageDraw.Draw(img)
         draw.rectangle((0, 0, CELL, 11), fill=(255, 255, 255))
-        draw.text((2, 0), label[:30], fill=(0, 0, 0))
+        draw.text((2, 0), label[:34], fill=(0, 0, 0))
     return img
 
 
