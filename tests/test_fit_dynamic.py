@@ -174,3 +174,33 @@ def test_arm_starts_only_for_far_arms(body):
     starts = arm_starts(body, prior, far, placed, cfg)
     assert starts.batch_size == 1 + len(ARM_STARTS) and torch.allclose(starts.pose[0], placed.pose[0], atol=1e-5)
     assert initialise(body, prior, obs, conf, cams, far.up).batch_size == 1
+
+
+def test_limb_grid_search_only_for_a_far_limb(body):
+    """After the fit, a limb whose sure keypoints are still far is searched over a grid of its poses: the
+    retry meets the keypoints of a knee raised sideways, and a limb that fits triggers nothing."""
+    from humansplat.body.fit import FitConfig, _Problem
+    from humansplat.body.pose_prior import _set
+    from humansplat.body.starts import limb_grid_starts
+    from humansplat.cameras import project_points
+
+    prior, cfg = default_pose_prior(), FitConfig()
+    g = torch.Generator().manual_seed(6)
+    params, cams = random_scene(1, g, kinds="standing")
+    a = prior.to_angles(params.pose)
+    _set(a, "thigh_l", flex=45.0, abd=50.0)
+    _set(a, "calf_l", flex=-100.0)
+    raised = params.clone()
+    raised.pose = torch.cat([params.pose[:, :1], prior.to_pose(a)[:, 1:]], 1)
+    obs, _ = project_points(body.keypoints(raised), cams)
+    conf = torch.ones(1, 17)
+    problem = _Problem(body, prior, cfg, obs, conf, cams)
+    assert limb_grid_starts(body, prior, problem, raised, cfg) is None  # everything meets its keypoints
+    retry = limb_grid_starts(body, prior, problem, params, cfg)  # the standing leg misses the raised knee
+    assert retry.batch_size == 2 and torch.equal(retry.pose[0], params.pose[0])
+    knee_ankle = [13, 15]
+    before, after = ((project_points(body.keypoints(p), cams)[0] - obs)[0, knee_ankle].norm(dim=-1) for p in (params, retry[[1]]))
+    assert float(before.min()) > cfg.bent_leg_px and float(after.max()) < 0.5 * cfg.bent_leg_px
+    untouched = [i for i in range(17) if i not in knee_ankle]
+    assert torch.allclose(project_points(body.keypoints(retry[[1]]), cams)[0][0, untouched],
+                          project_points(body.keypoints(params), cams)[0][0, untouched], atol=5.0)  # fmt: skip (the hip keypoint moves ~3 px with its thigh)

@@ -24,7 +24,8 @@ pose (phenotype frozen, its rest state computed once) from a child's, a pre-teen
 (moved along the camera rays to keep their image size) and, when a knee or ankle is far from the placed
 body's, also the leg starts (sitting, crouching, a knee up, kicks, a knee raised sideways, kneeling); when
 an elbow or wrist is still far, a round of arm starts (raised, hands on the head, reaching); then pose and
-phenotype together. On CPU the fit runs on one thread (many tiny ops); on CUDA
+phenotype together; and when a limb's sure keypoints are still far after that, a grid search over that limb's
+pose (forward kinematics only) and a refit from it, kept when its energy is lower. On CPU the fit runs on one thread (many tiny ops); on CUDA
 every stage replays a captured graph (:mod:`humansplat.body.solver`).
 """
 
@@ -44,7 +45,7 @@ from humansplat.body.model import BONE_NAMES, BodyModel, BodyOutput, BodyParams
 from humansplat.body.phenotypes import mixture_nll, phenotype_mixture
 from humansplat.body.pose_prior import PosePrior, default_pose_prior
 from humansplat.body.solver import solve_stage
-from humansplat.body.starts import arm_starts, body_axis, initialise, pose_starts, straight_legs, turn
+from humansplat.body.starts import arm_starts, body_axis, initialise, limb_grid_starts, pose_starts, straight_legs, turn
 from humansplat.cameras import Cameras, project_points
 from humansplat.keypoints import ANKLES, HIPS, SHOULDERS
 
@@ -144,6 +145,9 @@ def fit_body(
             if arms is not None:
                 start = problem.best_of(arms, [(n_hyp, 1)])
             final, loss = problem.optimise(start, [(stages[1] - n_hyp, 1), (stages[2], 2)])
+            retry = limb_grid_starts(body, prior, problem, final, cfg)  # a limb still far: search its pose, refit
+            if retry is not None:
+                final = problem.best_of(retry, [(n_hyp, 1), (stages[2], 2)])
         with torch.no_grad():
             output = body(final)
             uv, _ = project_points(output.keypoints, problem.cams)

@@ -32,12 +32,14 @@ from humansplat.keypoints import ANKLES, ELBOWS, HIPS, KNEES, SHOULDERS, WRISTS
 if TYPE_CHECKING:
     from humansplat.body.fit import FitConfig, _Problem
 
-__all__ = ["LEG_STARTS", "ARM_STARTS", "body_axis", "straight_legs", "initialise", "pose_starts", "arm_starts", "turn"]
+__all__ = ["LEG_STARTS", "ARM_STARTS", "body_axis", "straight_legs", "initialise", "pose_starts", "arm_starts", "limb_grid_starts",
+           "turn"]  # fmt: skip
 
 # Keypoint pairs whose 3D distance changes little with pose: they set the initial depth.
 _RIGID_PAIRS = [(5, 6), (11, 12), (5, 11), (6, 12), (1, 2), (3, 4), (0, 5), (0, 6)]
 _LEFT, _RIGHT = [1, 3, 5, 11], [2, 4, 6, 12]
 AXIS_CONFIDENCE = 0.5  # shoulders and hips this sure before their line may set the body's axis
+SURE_WEIGHT = 0.25  # a keypoint's fit weight at confidence 0.5 (humansplat.body.fit): only sure keypoints trigger a limb search
 
 # Leg starts: per side (thigh flex, thigh abd, calf flex[, thigh twist]) in degrees, None = as placed.
 Leg = tuple[float, ...] | None
@@ -203,6 +205,46 @@ def arm_starts(body: BodyModel, prior: PosePrior, problem: _Problem, posed: Body
         starts = [BodyParams(posed.phenotype, torch.cat([root, prior.to_pose(ang)[:, 1:]], 1), posed.transl)
                   for ang in [a, *_with_limbs(prior, a, ARM_STARTS, ("upperarm", "lowerarm"))]]  # fmt: skip
         return _person_major(BodyParams.cat(starts), posed.batch_size)
+
+
+# Limb grids: (upper bone, lower bone, keypoints of the limb's end) and the (flex, abd, twist, lower flex) degrees searched.
+_GRIDS = {
+    "leg": (("thigh", "calf"), (range(-20, 121, 20), range(-10, 61, 20), (-35, 0, 35), (0, -35, -70, -105, -140))),
+    "arm": (("upperarm", "lowerarm"), (range(-40, 141, 30), range(-40, 131, 34), (-60, 0, 60), (0, 35, 70, 105, 140))),
+}
+
+
+def limb_grid_starts(body: BodyModel, prior: PosePrior, problem: _Problem, fitted: BodyParams, cfg: FitConfig) -> BodyParams | None:
+    """(B * 2) person-major: the fitted body, and the fitted body with each limb whose sure end keypoints (weight >=
+    ``SURE_WEIGHT``) are still more than ``cfg.bent_leg_px`` off set to the grid pose (``_GRIDS``, about 500 per limb, by forward kinematics alone)
+    that best meets its keypoints, the pose prior weighed in. None when no limb is off (the usual case)."""
+    from humansplat.body.limbs import LIMBS
+
+    with torch.no_grad():
+        uv, _ = project_points(body.keypoints(fitted), problem.cams)
+        err = (uv - problem.obs).norm(dim=-1) / problem.scale * (problem.conf >= SURE_WEIGHT)  # (B, 17), 512-px units
+        a = prior.to_angles(fitted.pose)
+        moved = a.clone()
+        for name, idx in LIMBS.items():
+            side, kind = name.split("_")
+            (upper, lower), axes = _GRIDS[kind]
+            for b in torch.nonzero(err[:, list(idx)].amax(1) > cfg.bent_leg_px).flatten().tolist():
+                grid = torch.cartesian_prod(*(torch.tensor(list(v), dtype=a.dtype) for v in axes)).to(a.device)
+                cand = moved[b : b + 1].repeat(len(grid), 1, 1)
+                iu, il = BONE_NAMES.index(f"{upper}_{side[0]}"), BONE_NAMES.index(f"{lower}_{side[0]}")
+                cand[:, iu], cand[:, il, 0] = torch.deg2rad(grid[:, :3]), torch.deg2rad(grid[:, 3])
+                p = fitted[[b] * len(grid)]
+                p.pose = torch.cat([p.pose[:, :1], prior.to_pose(cand)[:, 1:]], 1)
+                kuv, _ = project_points(body.keypoints(p), problem.cams[[b] * len(grid)])
+                e2 = ((kuv[:, list(idx)] - problem.obs[b, list(idx)]) / problem.scale).square().sum(-1)
+                data = (problem.conf[b, list(idx)] * e2).sum(-1)
+                score = data + cfg.keypoint_sigma_px**2 * prior.mixture_loss(p.pose) + cfg.limit_weight * prior.limit_loss(p.pose)
+                moved[b] = cand[int(score.argmin())]
+        if torch.equal(moved, a):
+            return None
+        retry = fitted.clone()
+        retry.pose = torch.cat([fitted.pose[:, :1], prior.to_pose(moved)[:, 1:]], 1)
+        return _person_major(BodyParams.cat([fitted, retry]), fitted.batch_size)
 
 
 def _stable_size(kps: Tensor) -> Tensor:
