@@ -73,6 +73,7 @@ class FitConfig:
     ages_years: tuple[float, ...] = (6.0, 11.0, 30.0)  # phenotype starts tried in the pose stage
     hypothesis_iters: int = 25  # pose-stage iterations spent on every start before keeping the best
     bent_leg_px: float = 30.0  # a knee or ankle this far off after placement: also try the leg starts
+    dynamic_leg_px: float = 60.0  # this far off: the kick, sideways-knee and kneeling starts too
     far_arm_px: float = 50.0  # an elbow or wrist this far off after the leg starts: also try the arm starts
     tilted_deg: float = 35.0  # hips-to-shoulders this far from the photo's vertical: the priors' up is that line (lying, inverted)
     straight_leg_deg: float = 35.0  # legs bent more than this in the photo are not held to the feet-behind-hips prior

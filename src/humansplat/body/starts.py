@@ -9,9 +9,10 @@ head is below its hips).
 
 Pose-stage starts (:func:`pose_starts`): the placed body with each of ``FitConfig.ages_years``' phenotypes
 and, when a knee or ankle is far from where the placed body puts it, legs from ``LEG_STARTS`` (sitting,
-crouching or a tucked jump, one knee raised, a kick, a knee raised sideways, kneeling). Arms far from
-the placed body get their own round of starts (``ARM_STARTS``: raised, hands on the head, reaching
-forward), from the best legs (:func:`arm_starts`).
+crouching or a tucked jump, one knee raised) and, further off, ``DYNAMIC_LEG_STARTS`` (a kick, a knee raised
+sideways, kneeling). Arms far from the placed body get their own round of starts (``ARM_STARTS``: raised,
+hands on the head, reaching forward), from the best legs (:func:`arm_starts`). A limb still far after the
+whole fit gets a grid search over its pose and a refit (:func:`limb_grid_starts`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from humansplat.keypoints import ANKLES, ELBOWS, HIPS, KNEES, SHOULDERS, WRISTS
 if TYPE_CHECKING:
     from humansplat.body.fit import FitConfig, _Problem
 
-__all__ = ["LEG_STARTS", "ARM_STARTS", "body_axis", "straight_legs", "initialise", "pose_starts", "arm_starts", "limb_grid_starts",
+__all__ = ["LEG_STARTS", "DYNAMIC_LEG_STARTS", "ARM_STARTS", "body_axis", "straight_legs", "initialise", "pose_starts", "arm_starts", "limb_grid_starts",
            "turn"]  # fmt: skip
 
 # Keypoint pairs whose 3D distance changes little with pose: they set the initial depth.
@@ -47,6 +48,8 @@ LEG_STARTS: tuple[tuple[Leg, Leg], ...] = (
     ((90, 0, -95), (90, 0, -95)),  # sitting
     ((115, 0, -120), (115, 0, -120)),  # crouching, a tucked jump
     ((90, 0, -95), None), (None, (90, 0, -95)),  # one knee up
+)
+DYNAMIC_LEG_STARTS: tuple[tuple[Leg, Leg], ...] = (  # only for a knee or ankle further off (FitConfig.dynamic_leg_px)
     ((95, 0, -5), None), (None, (95, 0, -5)),  # a front kick
     ((45, 55, -100), None), (None, (45, 55, -100)),  # a knee raised sideways
     ((0, 0, -100), (0, 0, -100)),  # kneeling
@@ -168,14 +171,16 @@ def _person_major(stacked: BodyParams, B: int) -> BodyParams:
 def pose_starts(body: BodyModel, prior: PosePrior, problem: _Problem, placed: BodyParams, cfg: FitConfig) -> BodyParams:
     """Starts for the pose stage, (B * k), person-major: the placed body with the phenotype of each of
     ``cfg.ages_years`` (moved along the camera rays to keep its image size) and, when a knee or ankle is
-    far from where the placed body puts it, also the legs of ``LEG_STARTS``."""
+    far from where the placed body puts it, also the legs of ``LEG_STARTS`` (and of ``DYNAMIC_LEG_STARTS``, when
+    further than ``cfg.dynamic_leg_px``)."""
     B, dev = placed.batch_size, placed.pose.device
     with torch.no_grad():
         kps = body.keypoints(placed)
         a = prior.to_angles(placed.pose)
         legs_k = [a]
         if _far(body, problem, placed, slice(13, 17), cfg.bent_leg_px):
-            legs_k += _with_limbs(prior, a, LEG_STARTS, ("thigh", "calf"))
+            far = _far(body, problem, placed, slice(13, 17), cfg.dynamic_leg_px)
+            legs_k += _with_limbs(prior, a, LEG_STARTS + (DYNAMIC_LEG_STARTS if far else ()), ("thigh", "calf"))
         # Phenotypes: the mean of each age band the requested ages fall in (adults: the adult mean).
         mean, _, _ = phenotype_mixture()
         phs = []
