@@ -204,3 +204,22 @@ def test_limb_grid_search_only_for_a_far_limb(body):
     untouched = [i for i in range(17) if i not in knee_ankle]
     assert torch.allclose(project_points(body.keypoints(retry[[1]]), cams)[0][0, untouched],
                           project_points(body.keypoints(params), cams)[0][0, untouched], atol=5.0)  # fmt: skip (the hip keypoint moves ~3 px with its thigh)
+
+
+def test_leg_starts_widen_with_the_distance(body):
+    """A knee or ankle 30-60 px off the placed body brings the sitting, crouching and knee-up starts; further
+    off, also the kicks, sideways knees and kneeling (each with the three phenotypes)."""
+    from humansplat.body.fit import FitConfig, _Problem
+    from humansplat.body.starts import DYNAMIC_LEG_STARTS, LEG_STARTS, pose_starts
+
+    prior, cfg = default_pose_prior(), FitConfig()
+    g = torch.Generator().manual_seed(8)
+    params, cams = random_scene(1, g, kinds="standing")
+    obs, _ = simulate_keypoints(body(params).keypoints, cams, noise_px=0.0, dropout=0.0)
+    conf = torch.ones(1, 17)
+    phenotypes = len(cfg.ages_years)
+    for shift, legs in ((0.0, 0), (45.0, len(LEG_STARTS)), (100.0, len(LEG_STARTS) + len(DYNAMIC_LEG_STARTS))):
+        moved = obs.clone()
+        moved[0, 15, 0] += shift  # the left ankle
+        starts = pose_starts(body, prior, _Problem(body, prior, cfg, moved, conf, cams), params, cfg)
+        assert starts.batch_size == phenotypes * (1 + legs), shift
