@@ -108,6 +108,9 @@ def test_body_json_rerenders_the_photo_view(batch):
     seen = [k for k in kps.values() if k["confidence"] >= 0.5]
     median = float(np.median([k["error_px"] for k in seen]))
     assert median < 0.05 * S  # the fit lands on the photo's keypoints
+    limbs = rec["fit"]["limb_reprojection_px"]
+    assert set(limbs) == {"core", "left_arm", "right_arm", "left_leg", "right_leg"}
+    assert rec["fit"]["untrusted_limbs"] == [n for n in limbs if n != "core" and n in rec["fit"]["note"]]
     assert rec["image"]["framing"] == "full_body" and rec["image"]["intrinsics_source"] == "assumed"
 
 

@@ -136,6 +136,29 @@ def test_pipeline_is_a_list_of_named_stages(weights):
     kps = torch.tensor([report["inputs"]["keypoints"][n][:2] for n in COCO_KEYPOINTS])
     seen = torch.tensor([report["inputs"]["keypoints"][n][2] for n in COCO_KEYPOINTS]) >= VISIBLE_CONFIDENCE
     assert abs(float((uv - kps).norm(dim=-1)[seen].mean()) - fit["reprojection_px"]) < 0.5
+    assert fit["untrusted_limbs"] == list(result.untrusted_limbs)
+
+
+def test_untrusted_limb_gets_no_anchors(weights):
+    """A limb the fit misses (one of at most MAX_UNTRUSTED_LIMBS) keeps the body prior for the rest: its anchors
+    are dropped and the reconstruction runs with the others, so the photo's pixels alone shape that limb."""
+    from humansplat.body.limbs import limb_vertices
+    from humansplat.pipeline import Pipeline, stages
+    from humansplat.preprocess import preprocess
+
+    inputs = preprocess(BODY_PHOTO, resolution=128)
+    pipe = Pipeline(weights, "cpu", refine_steps=0)
+    fitted = stages.fit_photo(inputs, pipe.body, iters=40)
+    whole = stages.place_in_world(pipe.model, pipe.body, inputs, fitted)
+    fitted.untrusted_limbs = ("left_leg",)
+    part = stages.place_in_world(pipe.model, pipe.body, inputs, fitted)
+    on_leg = limb_vertices(whole.anchors.labels[0], ["left_leg"])
+    assert whole.structure_prior == part.structure_prior == "body" and on_leg.any()
+    assert part.anchors.xyz.shape[1] == whole.anchors.xyz.shape[1] - int(on_leg.sum())
+    assert not limb_vertices(part.anchors.labels[0], ["left_leg"]).any()
+    assert torch.equal(part.body_vertices, whole.body_vertices)  # the reported body keeps the leg
+    fewer = stages.reconstruct_gaussians(pipe.model, inputs, part)
+    assert fewer.num == stages.reconstruct_gaussians(pipe.model, inputs, whole).num - int(on_leg.sum()) * pipe.model.config.gaussians_per_anchor
 
 
 def test_python_api_returns_gaussians(weights):

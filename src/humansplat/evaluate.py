@@ -37,7 +37,7 @@ from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import render
 from humansplat.metrics import psnr, sharpness_ratio
 from humansplat.models import Reconstructor
-from humansplat.pipeline.stages import MAX_REPROJECTION, MIN_KEYPOINTS, MIN_OPACITY, VISIBLE_HEIGHT_M, shift_world
+from humansplat.pipeline.stages import MIN_KEYPOINTS, MIN_OPACITY, VISIBLE_HEIGHT_M, judge_fit, shift_world, without_limbs
 from humansplat.refine import RefineConfig, refine
 from humansplat.train.losses import pixel_depth_error, ssim
 
@@ -106,20 +106,22 @@ def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.devi
     world is re-centred on the fitted body (or the template-free anchors), as in the pipeline. ``true_depth``
     (a diagnostic): the fitted body scaled about the input camera so its centre lies at the true body's
     depth (the same image, the true distance and size): what is left is the error in pose and shape."""
-    from humansplat.body.fit import fit_body
+    from humansplat.body.fit import FitConfig, fit_body
 
     g = torch.Generator().manual_seed(FIT_SEED + zlib.crc32(str(subject.get("name", "")).encode()))
     kps, conf = simulate_detector(subject, g)
     cam = subject["cameras"][:1].to(device)
     mask = subject["masks"][0].to(device).float()
     t = time.perf_counter()
-    fit, reproj = None, math.inf
+    fit, reproj, trusted, limbs = None, math.inf, False, ()
     if int((conf >= 0.5).sum()) >= MIN_KEYPOINTS:
         with torch.enable_grad():
             fit = fit_body(kps[None].to(device), conf[None].to(device), cam, mask=mask, body=body)
         reproj = float(fit.reprojection_px[0])
+        err = (fit.keypoints_2d[0].detach().cpu() - kps.cpu()).norm(dim=-1)
+        trusted, _, limbs, _ = judge_fit(err, conf.cpu(), cam.width, FitConfig().min_confidence)  # the pipeline's rule
     fit_s = time.perf_counter() - t
-    if fit is not None and reproj <= MAX_REPROJECTION * cam.width and model.config.anchor_mode == "body":
+    if trusted and model.config.anchor_mode == "body":
         vertices = fit.output.vertices[0]
         if true_depth:
             eye = torch.linalg.inv(cam.w2c[0])[:3, 3]
@@ -127,7 +129,7 @@ def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.devi
             depth = lambda v: ((v.amin(0) + v.amax(0)) / 2 - eye).norm()  # noqa: E731
             vertices = eye + (vertices - eye) * (depth(truth) / depth(vertices))
         centre = (vertices.amin(0) + vertices.amax(0)) / 2
-        anchors = model.body_anchors((vertices - centre)[None], body.vertex_labels)
+        anchors = without_limbs(model.body_anchors((vertices - centre)[None], body.vertex_labels), limbs)
         prior = "body"
     else:
         anchors = model.template_free_anchors(cam[None, 0], mask[None], VISIBLE_HEIGHT_M["full_body"])

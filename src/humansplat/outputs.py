@@ -134,6 +134,8 @@ def body_record(inputs: Preprocessed, body_fit: BodyFit, side: Cameras, seconds:
             "converged": bool(r.converged[0]),
             "trusted": body_fit.trusted,
             "note": body_fit.reason,
+            "untrusted_limbs": list(body_fit.untrusted_limbs),
+            "limb_reprojection_px": body_fit.limb_errors_px,
             "loss": float(r.loss[0]),
             "seconds": round(seconds, 3),
             "keypoints": {name: keypoint(i) for i, name in enumerate(COCO_KEYPOINTS)},

@@ -18,23 +18,50 @@ __all__ = ["EVAL_JOINTS", "random_scene", "simulate_keypoints", "joint_error", "
 EVAL_JOINTS = ["pelvis", "spine_02", "neck_01", "head", "upperarm_l", "upperarm_r", "lowerarm_l", "lowerarm_r",
                "hand_l", "hand_r", "thigh_l", "thigh_r", "calf_l", "calf_r", "foot_l", "foot_r"]  # fmt: skip
 STANDING_KINDS = ("standing", "walking", "arms_raised", "reaching")
+# Scene kinds that are a pose kind turned about the view axis (degrees, about the pelvis): lying on a side, upside down.
+TURNED_KINDS = {"lying": ("standing", 90.0), "inverted": ("arms_raised", 180.0)}
 
 
 def random_scene(
     n: int, generator: torch.Generator, kinds=STANDING_KINDS, size: int = 512, years=(18.0, 80.0)
 ) -> tuple[BodyParams, Cameras]:
     """Adults in sampled poses, turned up to +-43 degrees, seen from 3-4 m by cameras up to 30 degrees
-    off their front and 10 degrees above or below, 40 degree field of view."""
+    off their front and 10 degrees above or below, 40 degree field of view. ``kinds``: pose kinds
+    (humansplat.body.pose_prior) and ``TURNED_KINDS`` (lying, inverted)."""
     g = generator
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     p = BodyParams.neutral(n)
     p.phenotype = sample_phenotypes(n, g, years=years)
-    p.pose = sample_poses(n, g, kinds=kinds)
-    p.pose[:, 0, 1] = (torch.rand(n, generator=g) - 0.5) * 1.5
+    if not set(kinds) & set(TURNED_KINDS):
+        p.pose = sample_poses(n, g, kinds=kinds)
+        p.pose[:, 0, 1] = (torch.rand(n, generator=g) - 0.5) * 1.5
+    else:
+        p.pose = _turned_poses(n, g, kinds)
     azimuth = (torch.rand(n, generator=g) - 0.5) * 60
     elevation = (torch.rand(n, generator=g) - 0.5) * 20
     radius = 3 + torch.rand(n, generator=g)
     cams = [orbit_cameras(azimuth[i : i + 1], float(elevation[i]), radius=float(radius[i]), target=(0, 0.9, 0), fov_deg=40, size=size) for i in range(n)]
     return p, Cameras.cat(cams)
+
+
+def _turned_poses(n: int, g: torch.Generator, kinds: list[str]) -> Tensor:
+    """(n, J, 3) poses of ``kinds`` drawn per person, turned +-43 degrees about the up axis, then those of
+    ``TURNED_KINDS`` about the view axis."""
+    import roma
+
+    choice = torch.randint(len(kinds), (n,), generator=g)
+    pose = torch.zeros(n, len(BONE_NAMES), 3)
+    roll = torch.zeros(n)
+    for i, kind in enumerate(kinds):
+        pick = choice == i
+        base, roll[pick] = TURNED_KINDS.get(kind, (kind, 0.0))
+        pose[pick] = sample_poses(int(pick.sum()), g, kinds=base)
+    heading = torch.zeros(n, 3)
+    heading[:, 1] = (torch.rand(n, generator=g) - 0.5) * 1.5
+    view = torch.zeros(n, 3)
+    view[:, 2] = torch.deg2rad(roll)
+    pose[:, 0] = roma.rotmat_to_rotvec(roma.rotvec_to_rotmat(view) @ roma.rotvec_to_rotmat(heading))
+    return pose
 
 
 def simulate_keypoints(

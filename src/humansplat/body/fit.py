@@ -8,19 +8,24 @@ Energy per person, in pixels of a 512-pixel image:
   sum_k w_k GM(|proj(X_k) - x_k|), w_k = ((c_k - 0.2) / 0.6)^2 capped at 1 (guessed keypoints, e.g. hands
   in pockets at c ~ 0.3, count little), GM(e) = s^2 e^2 / (e^2 + s^2) (a wrong keypoint costs at most s^2);
   plus sigma^2 times (-2 log) of the priors, sigma the expected keypoint noise: the pose mixture (restricted
-  to the fitted bones); upright under gravity (world +Y): the pelvis' lean (3 degrees), the hips-to-shoulders
-  lean (5 degrees), and a hinge on feet behind the hips (2D keypoints cannot see a lean in depth: without
-  these the fit bends forward at the hips); a phenotype mixture over age bands (children to the elderly);
+  to the fitted bones; it covers jumps, kicks and kneeling too); upright under gravity (world +Y, or the
+  photo's own hips-to-shoulders line when that leans over ``tilted_deg``: lying, inverted bodies;
+  :func:`humansplat.body.starts.body_axis`): the pelvis' lean (3 degrees), the hips-to-shoulders lean
+  (5 degrees), and a hinge on the feet of straight-looking legs behind the hips (2D keypoints cannot see a
+  lean in depth: without these the fit bends forward at the hips); a phenotype mixture over age bands;
   a hinge on the joint limits; with a mask, the squared distance outside it of the keypoint-region vertices.
   Missing keypoints cost nothing, so with only a head or half a body the unseen parts stay at the prior.
 
-Initialisation: upright, facing the camera (or turning its back, when the left keypoints appear left of
-the right ones), at the depth where the mean adult's shoulder, hip and head distances match the observed
-ones. Adam in stages, each keeping the lowest energy of several starts: placement from six headings (the
-facing direction is ambiguous in 2D); then the pose (phenotype frozen, its rest state computed once) from
-a child's, a pre-teen's and an adult's phenotype (moved along the camera rays to keep their image size)
-and, when a knee or ankle is far from the placed body's, also sitting, crouching and one-knee-raised
-legs; then pose and phenotype together. On CPU the fit runs on one thread (many tiny ops); on CUDA
+Initialisation (:mod:`humansplat.body.starts`): along that up direction, facing the camera (or turning its
+back, when the left keypoints appear on the other side of the body's axis), at the depth where the mean
+adult's shoulder, hip and head distances match the observed ones. Adam in stages, each keeping the lowest
+energy of several starts: placement from six headings (the facing direction is ambiguous in 2D); then the
+pose (phenotype frozen, its rest state computed once) from a child's, a pre-teen's and an adult's phenotype
+(moved along the camera rays to keep their image size) and, when a knee or ankle is far from the placed
+body's, also the leg starts (sitting, crouching, a knee up, kicks, a knee raised sideways, kneeling); when
+an elbow or wrist is still far, a round of arm starts (raised, hands on the head, reaching); then pose and
+phenotype together; and when a limb's sure keypoints are still far after that, a grid search over that limb's
+pose (forward kinematics only) and a refit from it, kept when its energy is lower. On CPU the fit runs on one thread (many tiny ops); on CUDA
 every stage replays a captured graph (:mod:`humansplat.body.solver`).
 """
 
@@ -37,14 +42,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from humansplat.body.model import BONE_NAMES, BodyModel, BodyOutput, BodyParams
-from humansplat.body.phenotypes import (
-    AGE_BANDS,
-    adult_phenotype,
-    mixture_nll,
-    phenotype_mixture,
-)
+from humansplat.body.phenotypes import mixture_nll, phenotype_mixture
 from humansplat.body.pose_prior import PosePrior, default_pose_prior
 from humansplat.body.solver import solve_stage
+from humansplat.body.starts import arm_starts, body_axis, initialise, limb_grid_starts, pose_starts, straight_legs, turn
 from humansplat.cameras import Cameras, project_points
 from humansplat.keypoints import ANKLES, HIPS, SHOULDERS
 
@@ -52,9 +53,6 @@ __all__ = ["FIT_BONES", "FitConfig", "FitResult", "fit_body"]
 
 FIT_BONES = ["spine_01", "spine_02", "spine_03", "neck_01", "head", "clavicle_l", "clavicle_r", "upperarm_l", "upperarm_r",
              "lowerarm_l", "lowerarm_r", "thigh_l", "thigh_r", "calf_l", "calf_r"]  # fmt: skip
-# Keypoint pairs whose 3D distance changes little with pose: they set the initial depth.
-_RIGID_PAIRS = [(5, 6), (11, 12), (5, 11), (6, 12), (1, 2), (3, 4), (0, 5), (0, 6)]
-_LEFT, _RIGHT = [1, 3, 5, 11], [2, 4, 6, 12]
 
 
 @dataclass
@@ -74,7 +72,11 @@ class FitConfig:
     full_confidence: float = 0.8  # weight ((c - min) / (full - min))^2, capped at 1: guessed keypoints count little
     ages_years: tuple[float, ...] = (6.0, 11.0, 30.0)  # phenotype starts tried in the pose stage
     hypothesis_iters: int = 25  # pose-stage iterations spent on every start before keeping the best
-    bent_leg_px: float = 30.0  # a knee or ankle this far off after placement: also try bent-leg starts
+    bent_leg_px: float = 30.0  # a knee or ankle this far off after placement: also try the leg starts
+    dynamic_leg_px: float = 60.0  # this far off: the kick, sideways-knee and kneeling starts too
+    far_arm_px: float = 50.0  # an elbow or wrist this far off after the leg starts: also try the arm starts
+    tilted_deg: float = 35.0  # hips-to-shoulders this far from the photo's vertical: the priors' up is that line (lying, inverted)
+    straight_leg_deg: float = 35.0  # legs bent more than this in the photo are not held to the feet-behind-hips prior
     converged_px: float = 5.0  # 512-px units
     cuda_graphs: bool = True  # on CUDA, replay each stage's iteration as a captured graph (humansplat.body.solver)
     compile: bool = False  # torch.compile the objective: the same fit, ~3x faster once warm, but the first call
@@ -130,17 +132,23 @@ def fit_body(
             final, loss = problem.optimise(init.to(dev).clone(), [(stages[0], 0), (stages[1], 1), (stages[2], 2)])
         else:
             with torch.no_grad():
-                start = _initialise(body, prior, problem.obs, weight, problem.cams)
+                start = initialise(body, prior, problem.obs, weight, problem.cams, problem.up)
             # The facing direction is ambiguous in 2D: place the body from six headings, keep the best.
-            turn = torch.deg2rad(torch.tensor(cfg.headings_deg, device=dev))
-            hyp = start[torch.arange(B, device=dev).repeat_interleave(len(turn))]
-            hyp.pose[:, 0] = _turn(hyp.pose[:, 0], problem.up.repeat_interleave(len(turn), 0) * turn.repeat(B)[:, None])
+            heading = torch.deg2rad(torch.tensor(cfg.headings_deg, device=dev))
+            hyp = start[torch.arange(B, device=dev).repeat_interleave(len(heading))]
+            hyp.pose[:, 0] = turn(hyp.pose[:, 0], problem.up.repeat_interleave(len(heading), 0) * heading.repeat(B)[:, None])
             start = problem.best_of(hyp, [(stages[0], 0)])
             # Proportions, not size, tell a child from an adult; bent legs are local minima: pose from
             # several phenotypes and leg starts, keep the lowest energy.
             n_hyp = min(cfg.hypothesis_iters, stages[1])
-            start = problem.best_of(_starts(body, prior, problem, start, cfg), [(n_hyp, 1)])
+            start = problem.best_of(pose_starts(body, prior, problem, start, cfg), [(n_hyp, 1)])
+            arms = arm_starts(body, prior, problem, start, cfg)  # arms still far: a round of arm starts
+            if arms is not None:
+                start = problem.best_of(arms, [(n_hyp, 1)])
             final, loss = problem.optimise(start, [(stages[1] - n_hyp, 1), (stages[2], 2)])
+            retry = limb_grid_starts(body, prior, problem, final, cfg)  # a limb still far: search its pose, refit
+            if retry is not None:
+                final = problem.best_of(retry, [(n_hyp, 1), (stages[2], 2)])
         with torch.no_grad():
             output = body(final)
             uv, _ = project_points(output.keypoints, problem.cams)
@@ -160,8 +168,10 @@ class _Problem:
         self.dist_out = _outside_distance(mask, self.scale) if mask is not None else dist_out
         self.ph_mix = tuple(t.to(dev) for t in phenotype_mixture())
         self.bone_idx = torch.tensor([BONE_NAMES.index(n) for n in FIT_BONES], device=dev)
-        # Gravity is the world's +Y (humansplat.cameras), whatever the cameras' own tilt.
-        self.up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(obs.shape[0], 3)
+        # Gravity is the world's +Y (humansplat.cameras), whatever the cameras' own tilt, unless the photo shows
+        # the torso far from upright (lying, inverted: humansplat.body.starts.body_axis).
+        self.up = body_axis(obs, conf, cams, cfg.tilted_deg)
+        self.straight = straight_legs(obs, conf, cfg.straight_leg_deg, 1e-3)  # (B, 2) legs held to feet-not-behind-hips
         towards = -cams.c2w[:, :3, 2]  # from the subject to the camera, made horizontal
         self.towards = F.normalize(towards - (towards * self.up).sum(-1, keepdim=True) * self.up, dim=-1)
         self.right = torch.linalg.cross(self.up, self.towards)
@@ -187,10 +197,13 @@ class _Problem:
         torso = F.normalize(kps[:, SHOULDERS].mean(1) - kps[:, HIPS].mean(1), dim=-1)  # hips to shoulders
         torso2 = 2 * (1 - (torso * self.up).sum(-1)).clamp(min=0)  # ~ its lean squared
         front = F.normalize(body_front - (body_front * self.up).sum(-1, keepdim=True) * self.up, dim=-1)
-        feet_back = ((kps[:, HIPS].mean(1) - kps[:, ANKLES].mean(1)) * front).sum(-1)
+        held = self.straight.sum(-1, keepdim=True)  # the straight-looking legs' ankles (both for a stand)
+        ankles = (kps[:, ANKLES] * self.straight[..., None]).sum(1) / held.clamp(min=1)
+        feet_back = ((kps[:, HIPS].mean(1) - ankles) * front).sum(-1)
         lean = (pitch / math.radians(cfg.upright_deg[0])).square() + (roll / math.radians(cfg.upright_deg[1])).square()
         pose_term = pose_term + lean + torso2 / math.radians(cfg.torso_deg) ** 2
-        pose_term = pose_term + ((feet_back - cfg.feet_back_m[0]).clamp(min=0) / cfg.feet_back_m[1]).square()
+        feet = ((feet_back - cfg.feet_back_m[0]).clamp(min=0) / cfg.feet_back_m[1]).square()
+        pose_term = pose_term + feet * (held[:, 0] > 0)
         shape_term = mixture_nll(p.phenotype, *self.ph_mix)
         total = total + cfg.keypoint_sigma_px**2 * (pose_term + shape_term) + cfg.limit_weight * prior.limit_loss(p.pose)
         total = total + 1e3 * (0.1 - z).clamp(min=0).sum(-1)  # stay in front of the camera
@@ -236,13 +249,14 @@ class _Problem:
 
     def tensors(self) -> list[Tensor]:
         """The observation tensors (what ``clone`` copies and a stage solver loads)."""
-        return [t for t in (self.obs, self.conf, self.cams.K, self.cams.w2c, self.dist_out, self.towards, self.right) if t is not None]
+        return [t for t in (self.obs, self.conf, self.cams.K, self.cams.w2c, self.dist_out, self.up, self.towards, self.right,
+                            self.straight) if t is not None]  # fmt: skip
 
     def clone(self) -> "_Problem":
         p = copy.copy(self)
         p.obs, p.conf, p.cams = self.obs.clone(), self.conf.clone(), Cameras(self.cams.K.clone(), self.cams.w2c.clone(), self.cams.width, self.cams.height)
         p.dist_out = None if self.dist_out is None else self.dist_out.clone()
-        p.towards, p.right = self.towards.clone(), self.right.clone()
+        p.up, p.towards, p.right, p.straight = self.up.clone(), self.towards.clone(), self.right.clone(), self.straight.clone()
         return p
 
 
@@ -251,109 +265,10 @@ def _compiled_objective():
     return torch.compile(_Problem.objective)
 
 
-def _starts(body: BodyModel, prior: PosePrior, problem: _Problem, placed: BodyParams, cfg: FitConfig) -> BodyParams:
-    """Starts for the pose stage, (B * k): the placed body with the phenotype of each of ``cfg.ages_years``
-    (moved along the camera rays to keep its image size) and, when a knee or ankle is far from where
-    the placed body puts it, also sitting, crouching and one-knee-raised legs."""
-    B, dev = placed.batch_size, placed.pose.device
-    with torch.no_grad():
-        kps = body.keypoints(placed)
-        uv, _ = project_points(kps, problem.cams)
-        legs = slice(13, 17)
-        off = ((uv[:, legs] - problem.obs[:, legs]).norm(dim=-1) / problem.scale * (problem.conf[:, legs] > 0.05)).amax(1)
-        bent = bool((off > cfg.bent_leg_px).any())
-        a = prior.to_angles(placed.pose)
-        legs_k = [a]
-        if bent:
-            for knees in ((90, 90), (115, 115), (90, None), (None, 90)):  # sit, crouch, left or right knee up
-                b = a.clone()
-                for side, hip in zip("lr", knees, strict=True):
-                    if hip is not None:
-                        b[:, BONE_NAMES.index(f"thigh_{side}"), 0] = math.radians(hip)
-                        b[:, BONE_NAMES.index(f"calf_{side}"), 0] = -math.radians(hip + 5)
-                legs_k.append(b)
-        # Phenotypes: the mean of each age band the requested ages fall in (adults: the adult mean).
-        mean, _, _ = phenotype_mixture()
-        phs = []
-        for years in cfg.ages_years:
-            band = next((i for i, (lo, hi) in enumerate(AGE_BANDS) if lo <= years < hi), len(AGE_BANDS) - 1)
-            phs.append(adult_phenotype() if years >= 18.0 else mean[band])
-        root = placed.pose[:, :1]
-        stacked = BodyParams.cat([BodyParams(ph.to(dev).expand(B, -1), torch.cat([root, prior.to_pose(ang)[:, 1:]], 1), placed.transl)
-                                  for ph in phs for ang in legs_k])  # (k * B), start-major  # fmt: skip
-        k = stacked.batch_size // B
-        k0 = body.keypoints(BodyParams(stacked.phenotype, stacked.pose, torch.zeros_like(stacked.transl)))
-        s = (_stable_size(k0) / _stable_size(kps).repeat(k))[:, None]  # a smaller body comes nearer, by its size ratio
-        cam_centre = problem.cams.c2w[:, :3, 3].repeat(k, 1)
-        stacked.transl = cam_centre + s * (kps.mean(1).repeat(k, 1) - cam_centre) - k0.mean(1)
-    # reorder to person-major
-    order = torch.arange(k * B, device=dev).reshape(k, B).T.flatten()
-    return stacked[order]
-
-
-def _stable_size(kps: Tensor) -> Tensor:
-    """(B,) mean 3D length of the pose-stable keypoint pairs: a body's size."""
-    return torch.stack([(kps[:, i] - kps[:, j]).norm(dim=-1) for i, j in _RIGID_PAIRS], 1).mean(1)
-
-
-def _turn(rotvec: Tensor, axis_angle: Tensor) -> Tensor:
-    """Rotation vectors of R(axis_angle) @ R(rotvec)."""
-    import roma
-
-    return roma.rotmat_to_rotvec(roma.rotvec_to_rotmat(axis_angle) @ roma.rotvec_to_rotmat(rotvec))
-
-
-def _initialise(body: BodyModel, prior: PosePrior, obs: Tensor, conf: Tensor, cams: Cameras) -> BodyParams:
-    """Facing (or backing onto) the camera, upright (world +Y), at the depth the keypoint spread implies."""
-    import roma
-
-    B, dev = obs.shape[0], obs.device
-    p = BodyParams.neutral(B, device=dev)
-    p.phenotype = adult_phenotype().to(dev).expand(B, -1).clone()
-    p.pose = prior.mean.to(dev).expand(B, -1, -1).clone()
-    c2w = cams.c2w
-    up = torch.tensor([0.0, 1.0, 0.0], device=dev).expand(B, 3)
-    towards = -c2w[:, :3, 2]
-    lr = torch.zeros(B, device=dev)  # > 0: the subject's left appears on the image's right (facing us)
-    for left, right in zip(_LEFT, _RIGHT, strict=True):
-        lr = lr + torch.minimum(conf[:, left], conf[:, right]) * (obs[:, left, 0] - obs[:, right, 0])
-    front = torch.where((lr >= 0)[:, None], towards, -towards)
-    front = F.normalize(front - (front * up).sum(-1, keepdim=True) * up, dim=-1)
-    R0 = torch.stack([torch.linalg.cross(up, front), up, front], -1)  # columns: body left, up, front
-    p.pose[:, 0] = roma.rotmat_to_rotvec(R0)
-    kps = body.keypoints(p)  # transl 0
-    # depth: neutral 3D distances over observed 2D distances of pose-stable keypoint pairs
-    f = 0.5 * (cams.K[:, 0, 0] + cams.K[:, 1, 1])
-    ratios, weights = [], []
-    for i, j in _RIGID_PAIRS:
-        d2 = (obs[:, i] - obs[:, j]).norm(dim=-1)
-        d3 = (kps[:, i] - kps[:, j]).norm(dim=-1)
-        ratios.append(f * d3 / d2.clamp(min=1e-3))
-        weights.append(torch.minimum(conf[:, i], conf[:, j]) * (d2 > 2.0))
-    ratios, weights = torch.stack(ratios, 1), torch.stack(weights, 1)
-    depth = torch.where(weights.sum(1) > 0, _weighted_median(ratios, weights), torch.full((B,), 3.0, device=dev))
-    w = conf / conf.sum(1, keepdim=True).clamp(min=1e-6)
-    centre_2d = (obs * w[..., None]).sum(1)
-    centre_3d = (kps * w[..., None]).sum(1)
-    K = cams.K
-    ray = torch.stack([(centre_2d[:, 0] - K[:, 0, 2]) / K[:, 0, 0], (centre_2d[:, 1] - K[:, 1, 2]) / K[:, 1, 1], torch.ones(B, device=dev)], -1)
-    target = (c2w[:, :3, :3] @ (ray * depth[:, None])[..., None])[..., 0] + c2w[:, :3, 3]
-    p.transl = torch.where(conf.sum(1, keepdim=True) > 0, target - centre_3d, c2w[:, :3, 3] + 3.0 * towards - kps.mean(1))
-    return p
-
-
 def _rotvec_to_matrix(v: Tensor) -> Tensor:
     import roma
 
     return roma.rotvec_to_rotmat(v)
-
-
-def _weighted_median(values: Tensor, weights: Tensor) -> Tensor:
-    order = values.argsort(1)
-    v, w = values.gather(1, order), weights.gather(1, order)
-    cw = w.cumsum(1)
-    idx = (cw < 0.5 * cw[:, -1:]).sum(1, keepdim=True).clamp(max=values.shape[1] - 1)
-    return v.gather(1, idx)[:, 0]
 
 
 def _outside_distance(mask: Tensor, scale: float, size: int = 128) -> Tensor:

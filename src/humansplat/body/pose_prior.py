@@ -14,9 +14,11 @@ anatomical angles of a bone's rotation are:
 ``pose = frames @ angles`` per bone (frames are orthonormal), so the prior works on the axis-angle
 ``BodyParams.pose`` directly. Bone 0 (global orientation) is neither limited nor sampled here.
 
-:func:`sample_poses` draws randomised templates of six kinds of pose within the limits. The density
-that fitting regularises with is a 12-component diagonal Gaussian mixture over the anatomical angles,
-fitted by EM to the sampler's own poses (:meth:`PosePrior.fit_mixture`), like SMPLify's pose GMM.
+:func:`sample_poses` draws randomised templates of six kinds of pose within the limits (``POSE_KINDS``, the
+data engine's default), and of three dynamic kinds (``DYNAMIC_KINDS``: tucked jumps, kicks and raised knees,
+kneeling). The density that fitting regularises with is a 16-component diagonal Gaussian mixture over the
+anatomical angles, fitted by EM to the sampler's own poses of all nine kinds (:meth:`PosePrior.fit_mixture`),
+like SMPLify's pose GMM. Lying and upside-down bodies are these poses turned (``humansplat.body.evaluate``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from torch import Tensor
 
 from humansplat.body.model import BONE_NAMES, BONE_PARENTS, BodyModel, BodyParams
 
-__all__ = ["POSE_KINDS", "PosePrior", "default_pose_prior", "sample_poses", "template_poses", "ground_params"]
+__all__ = ["POSE_KINDS", "DYNAMIC_KINDS", "PosePrior", "default_pose_prior", "sample_poses", "template_poses", "ground_params"]
 
 POSE_KINDS = ("standing", "walking", "arms_raised", "sitting", "crouching", "reaching")
+DYNAMIC_KINDS = ("jumping", "kicking", "kneeling")  # in the fit's prior, not in the data engine's default
 
 # (flex, abd, twist) limits in degrees per bone type (side suffix removed).
 _LIMITS = {
@@ -137,11 +140,12 @@ class PosePrior:
         lo, hi = self.lower[1:].to(a), self.upper[1:].to(a)
         return ((a - hi).clamp(min=0) ** 2 + (lo - a).clamp(min=0) ** 2).flatten(-2).sum(-1)
 
-    def fit_mixture(self, components: int = 12, per_kind: int = 384, min_spread_deg: float = 5.0, seed: int = 0) -> "PosePrior":
-        """Fit a diagonal Gaussian mixture over the anatomical angles to this sampler's own poses (EM, with
-        a floor on the spread): the density fitting regularises with, like SMPLify's pose GMM."""
+    def fit_mixture(self, components: int = 16, per_kind: int = 384, min_spread_deg: float = 5.0, seed: int = 0,
+                    kinds: tuple[str, ...] = POSE_KINDS + DYNAMIC_KINDS) -> "PosePrior":  # fmt: skip
+        """Fit a diagonal Gaussian mixture over the anatomical angles to this sampler's own poses of ``kinds`` (EM,
+        with a floor on the spread): the density fitting regularises with, like SMPLify's pose GMM."""
         g = torch.Generator().manual_seed(seed)
-        x = self.to_angles(sample_poses(per_kind * len(POSE_KINDS), g, prior=self))[:, 1:].flatten(1)  # (N, D)
+        x = self.to_angles(sample_poses(per_kind * len(kinds), g, kinds=kinds, prior=self))[:, 1:].flatten(1)  # (N, D)
         x2 = x**2
         floor = math.radians(min_spread_deg) ** 2
         mu = x[torch.randperm(x.shape[0], generator=g)[:components]].clone()
@@ -214,9 +218,9 @@ def sample_poses(n: int, generator: torch.Generator | None = None, kinds=None, p
     prior = prior or default_pose_prior()
     g = generator
     kinds = POSE_KINDS if kinds is None else ([kinds] if isinstance(kinds, str) else list(kinds))
-    unknown = set(kinds) - set(POSE_KINDS)
+    unknown = set(kinds) - set(POSE_KINDS + DYNAMIC_KINDS)
     if unknown:
-        raise ValueError(f"unknown pose kinds {sorted(unknown)}; choose from {POSE_KINDS}")
+        raise ValueError(f"unknown pose kinds {sorted(unknown)}; choose from {POSE_KINDS + DYNAMIC_KINDS}")
     choice = torch.randint(len(kinds), (n,), generator=g)
 
     def u(lo: float, hi: float) -> Tensor:
@@ -230,13 +234,11 @@ def sample_poses(n: int, generator: torch.Generator | None = None, kinds=None, p
             for k in "123":
                 _set(a, f"{finger}_0{k}_{s}", flex=curl + u(-5, 5))
         _set(a, f"thumb_02_{s}", flex=curl / 2)
-    templates = {name: a.clone() for name in POSE_KINDS}
-    _standing(templates["standing"], u)
-    _walking(templates["walking"], u)
-    _arms_raised(templates["arms_raised"], u)
-    _sitting(templates["sitting"], u)
-    _crouching(templates["crouching"], u)
-    _reaching(templates["reaching"], u)
+    templates = {name: a.clone() for name in set(kinds)}
+    # The six kinds always draw, in this order, and the dynamic ones only when asked: seeded poses stay as they were.
+    for name in POSE_KINDS + (DYNAMIC_KINDS if set(kinds) & set(DYNAMIC_KINDS) else ()):
+        template = templates.get(name, a.clone())
+        globals()[f"_{name}"](template, u)
     out = torch.stack([templates[k] for k in kinds], 0)[choice, torch.arange(n)]
     out[:, 0] = 0.0
     return prior.clamp(prior.to_pose(out))
@@ -246,8 +248,8 @@ def template_poses(kind: str, phase: Tensor | None = None, prior: PosePrior | No
     """(n, J, 3) the noise-free middle of a pose kind's template (what :func:`sample_poses` randomises):
     every range at its midpoint, both arms raised, the right arm reaching. ``phase`` (n,) radians: the
     gait phase of walking poses (default one pose at phase 0); ignored by the other kinds."""
-    if kind not in POSE_KINDS:
-        raise ValueError(f"unknown pose kind {kind!r}; choose from {POSE_KINDS}")
+    if kind not in POSE_KINDS + DYNAMIC_KINDS:
+        raise ValueError(f"unknown pose kind {kind!r}; choose from {POSE_KINDS + DYNAMIC_KINDS}")
     prior = prior or default_pose_prior()
     phase = torch.zeros(1) if phase is None else torch.as_tensor(phase, dtype=torch.float32).reshape(-1)
     n = phase.numel() if kind == "walking" else 1
@@ -333,6 +335,41 @@ def _reaching(a: Tensor, u) -> None:
         _set(a, f"clavicle_{s}", abd=torch.where(reach, u(0, 15), u(0, 1)))
     _set(a, "spine_02", flex=u(0, 20), twist=torch.where(left, u(0, 15), u(-15, 0)))
     _set(a, "spine_03", flex=u(0, 10))
+
+
+def _jumping(a: Tensor, u) -> None:
+    """Mid-air: legs tucked (both knees up, shins back or under), arms up or out."""
+    for s in "lr":
+        _set(a, f"thigh_{s}", flex=u(60, 125), abd=u(0, 30))
+        _set(a, f"calf_{s}", flex=-u(80, 145))
+        _set(a, f"upperarm_{s}", flex=u(-20, 60), abd=u(20, 130), twist=u(-30, 30))
+        _set(a, f"lowerarm_{s}", flex=u(10, 110))
+    _set(a, "spine_01", flex=u(-10, 25))
+
+
+def _kicking(a: Tensor, u) -> None:
+    """One leg kicking or its knee raised (forwards or sideways), the other standing; arms out for balance."""
+    left = u(0, 1) < 0.5
+    for s in "lr":
+        kick = left if s == "l" else ~left
+        _set(a, f"thigh_{s}", flex=torch.where(kick, u(40, 115), u(-10, 10)), abd=torch.where(kick, u(0, 60), u(-3, 10)))
+        _set(a, f"calf_{s}", flex=torch.where(kick, -u(0, 130), -u(0, 20)))
+        _set(a, f"upperarm_{s}", flex=u(-20, 60), abd=u(10, 110))
+        _set(a, f"lowerarm_{s}", flex=u(10, 120))
+    _set(a, "spine_01", flex=u(-15, 20), abd=u(-15, 15))
+
+
+def _kneeling(a: Tensor, u) -> None:
+    """On both knees, or on one with the other foot forward (thigh up, shin down)."""
+    one = u(0, 1) < 0.5
+    left = u(0, 1) < 0.5
+    for s in "lr":
+        up = one & (left if s == "l" else ~left)
+        _set(a, f"thigh_{s}", flex=torch.where(up, u(70, 100), u(-15, 25)), abd=u(0, 15))
+        _set(a, f"calf_{s}", flex=-u(80, 120))
+        _set(a, f"foot_{s}", flex=u(-30, 10))
+        _set(a, f"upperarm_{s}", flex=u(-10, 50), abd=u(-38, 0))
+        _set(a, f"lowerarm_{s}", flex=u(10, 70))
 
 
 def ground_params(body: BodyModel, params: BodyParams) -> BodyParams:

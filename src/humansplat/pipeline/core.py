@@ -169,6 +169,7 @@ class Pipeline:
             fit=w.body_fit.fit,
             fit_trusted=w.body_fit.trusted,
             fit_note=w.body_fit.reason,
+            untrusted_limbs=w.body_fit.untrusted_limbs,
             body_params=None if p.body_params is None else p.body_params.to("cpu"),
             body_vertices=None if p.body_vertices is None else p.body_vertices.detach().cpu(),
             world_offset=p.world_offset.detach().cpu(),

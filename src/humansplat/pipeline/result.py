@@ -37,6 +37,7 @@ class Reconstruction:
     cropped_to_view: bool
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    untrusted_limbs: tuple[str, ...] = ()  # limbs the fit misses: their anchors were dropped (humansplat.body.limbs)
 
     def report(self) -> dict:
         fit = None
@@ -45,6 +46,7 @@ class Reconstruction:
                 "reprojection_px": float(self.fit.reprojection_px[0]),
                 "converged": bool(self.fit.converged[0]),
                 "trusted": self.fit_trusted,
+                "untrusted_limbs": list(self.untrusted_limbs),
                 "params": self.body_params.to_dict(),
             }
         return {

@@ -11,13 +11,14 @@ so the body posed from ``Placement.body_params`` lies on the Gaussians.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from humansplat.body import BodyModel, BodyParams
 from humansplat.body.fit import FitConfig, FitResult, fit_body
+from humansplat.body.limbs import LIMBS, limb_errors, limb_vertices
 from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians
 from humansplat.keypoints import VISIBLE_CONFIDENCE
@@ -27,6 +28,10 @@ from humansplat.preprocess import Preprocessed
 
 MIN_KEYPOINTS = 6  # confident COCO keypoints needed before the body fit is used as the structure prior
 MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of the crop side, for a trusted fit
+# A limb whose seen (confidence >= VISIBLE_CONFIDENCE) elbow and wrist, or knee and ankle, miss by more than this on
+# average (fraction of the crop side) is untrusted: its anchors are dropped and the photo's pixels shape it.
+MAX_LIMB_REPROJECTION = 0.05
+MAX_UNTRUSTED_LIMBS = 1  # more than this and the whole fit is untrusted (the torso and head must always fit)
 # Template-free anchors need the real height of what the matte shows (one view cannot tell scale).
 VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}
 MIN_OPACITY = 0.005  # nearly transparent Gaussians are dropped (invisible, and they slow rendering tenfold)
@@ -42,6 +47,8 @@ class BodyFit:
     fit: FitResult | None
     trusted: bool
     reason: str  # why it is (not) trusted, for the report
+    untrusted_limbs: tuple[str, ...] = ()  # names of humansplat.body.limbs.LIMBS whose keypoints the fit misses
+    limb_errors_px: dict[str, float | None] = field(default_factory=dict)  # mean error of the core and each limb
 
 
 @dataclass
@@ -78,13 +85,35 @@ def fit_photo(inputs: Preprocessed, body: BodyModel, config: FitConfig | None = 
     with torch.enable_grad():
         fit = fit_body(inputs.keypoints[None].to(dev), inputs.confidence[None].to(dev), camera, mask=inputs.mask.to(dev),
                        iters=iters, body=body, config=config)  # fmt: skip
-    error = float(fit.reprojection_px[0])
-    limit = MAX_REPROJECTION * inputs.resolution
+    err = (fit.keypoints_2d[0].detach().cpu() - inputs.keypoints).norm(dim=-1)
+    trusted, reason, limbs, errors = judge_fit(err, inputs.confidence, inputs.resolution, (config or FitConfig()).min_confidence)
     if why_not is not None:
-        return BodyFit(camera, fit, False, why_not)
-    if error > limit:
-        return BodyFit(camera, fit, False, f"reprojection {error:.1f} px > {limit:.1f} px")
-    return BodyFit(camera, fit, True, f"reprojection {error:.1f} px <= {limit:.1f} px")
+        return BodyFit(camera, fit, False, why_not, limbs, errors)
+    return BodyFit(camera, fit, trusted, reason, limbs, errors)
+
+
+def judge_fit(error_px: Tensor, confidence: Tensor, resolution: int, min_confidence: float) -> tuple[bool, str, tuple[str, ...], dict]:
+    """The trust rule on per-keypoint errors (17,): (trusted, why, untrusted limbs, core and limb errors). A limb is
+    untrusted when its confidently seen keypoints miss by more than ``MAX_LIMB_REPROJECTION``; the fit is trusted
+    when the torso and head, and the rest without the untrusted limbs, miss by at most ``MAX_REPROJECTION`` on
+    average (keypoints of confidence >= ``min_confidence``) and at most ``MAX_UNTRUSTED_LIMBS`` limbs are untrusted."""
+    limit, limb_limit = MAX_REPROJECTION * resolution, MAX_LIMB_REPROJECTION * resolution
+    seen = confidence >= min_confidence
+    errors = limb_errors(error_px, seen)
+    sure = limb_errors(error_px, confidence >= VISIBLE_CONFIDENCE)
+    limbs = tuple(n for n in LIMBS if sure[n] is not None and sure[n] > limb_limit)
+    kept = seen.clone()
+    for name in limbs:
+        kept[list(LIMBS[name])] = False
+    rest = float(error_px[kept].mean()) if bool(kept.any()) else 0.0
+    bad = ", ".join(f"{n} {sure[n]:.0f} px" for n in limbs)
+    if errors["core"] is not None and errors["core"] > limit:
+        return False, f"torso and head reprojection {errors['core']:.1f} px > {limit:.1f} px", limbs, errors
+    if len(limbs) > MAX_UNTRUSTED_LIMBS:
+        return False, f"{len(limbs)} limbs off (> {limb_limit:.1f} px: {bad})", limbs, errors
+    if rest > limit:
+        return False, f"reprojection {rest:.1f} px > {limit:.1f} px", limbs, errors
+    return True, f"reprojection {rest:.1f} px <= {limit:.1f} px" + (f"; untrusted {bad}" if limbs else ""), limbs, errors
 
 
 def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, body_fit: BodyFit) -> Placement:
@@ -97,6 +126,7 @@ def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, 
         prior = "body"
         offset = (vertices.amin(0) + vertices.amax(0)) / 2
         anchors = model.body_anchors((vertices - offset)[None], body.vertex_labels)
+        anchors = without_limbs(anchors, body_fit.untrusted_limbs)
     else:
         prior = "template_free"
         height = VISIBLE_HEIGHT_M.get(inputs.framing, VISIBLE_HEIGHT_M["full_body"])
@@ -108,6 +138,15 @@ def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, 
         params = fit.params.detach().clone()
         params.transl = params.transl - offset  # the root translation carries the move: the body stays on the Gaussians
     return Placement(shift_world(cams, offset), anchors, offset, prior, None if vertices is None else vertices - offset, params)
+
+
+def without_limbs(anchors: Anchors, limbs: tuple[str, ...]) -> Anchors:
+    """Body anchors (batch 1) without those on ``limbs``: a limb the fit misses gets no anchors, so the photo's
+    pixel-aligned Gaussians alone shape it."""
+    if not limbs:
+        return anchors
+    keep = ~limb_vertices(anchors.labels[0], limbs)
+    return Anchors(anchors.xyz[:, keep], anchors.labels[:, keep])
 
 
 def reconstruct_gaussians(model: Reconstructor, inputs: Preprocessed, placement: Placement, views: NovelViews | None = None) -> Gaussians:
