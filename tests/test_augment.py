@@ -114,3 +114,17 @@ def test_reconstructor_task_feeds_the_model_a_perturbed_body_and_a_degraded_phot
     clean = batch["images"][:, seen["plan"].inputs]
     assert not torch.equal(seen["inputs"][:, 0], clean[:, 0])  # the photo was degraded ...
     assert torch.equal(seen["batch"]["images"], batch["images"])  # ... and supervision is the clean render
+
+
+def test_v4_recipe_configs_load():
+    from pathlib import Path
+
+    from humansplat.data import EngineConfig
+    from humansplat.train.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    robust = TrainConfig.load(root / "configs" / "robust.json")
+    assert robust.body_noise.prob == 0.5 and robust.photo_noise.prob == 0.5 and robust.loss.streaks > 0
+    assert Path(robust.init_from) == root / "src" / "humansplat" / "weights" / "humansplat-main"
+    palette = TrainConfig.load(root / "configs" / "palette.json")
+    assert palette.body_noise.prob == 0.5 and EngineConfig(**palette.data).free_colors == 0.35
