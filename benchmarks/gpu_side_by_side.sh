@@ -6,7 +6,10 @@
 #   wait S       score the baseline ($BASE) with every protocol of $PROTOCOLS while the runs train; report S s
 #   final S      wait <= S s for the runs to end, score each run with every protocol, bring the exports back
 # NBENCH=0: no benchmark set and no scoring (train and bring the exports back).
-# RUNS: "name=config[:extra train args]" entries separated by ";" (default: robust vs control vs the generator).
+# RUNS: "name=config[:extra train args]" entries separated by ";". The default is this recipe's first use (the v4
+# reconstructor, its control, the generator's warm start from .carry/gen_v1: config.json + model.safetensors of
+# `git show 0812595:src/humansplat/weights/novelview/model.safetensors`, carried with .whl and .carry/body.safetensors.xz
+# (xz -k .carry/body.safetensors: the uncompressed cache with them overflows the 64 MiB tree)).
 # $OUT gets at most 8 files: runs' model.safetensors as NAME.safetensors (files > 15 MiB in parts: cat NAME.*.part-*),
 # and one results.tar.gz (evals, logs, configs, model cards' numbers).
 set -uo pipefail
