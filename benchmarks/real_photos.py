@@ -5,8 +5,9 @@ and optionally a contact sheet (photo; per weights: input view, 90 and 180 degre
     python benchmarks/real_photos.py ../shared/photos/*/*.png --weights v3=src/humansplat/weights/humansplat-main \\
         new=runs/x/export [--cache DIR] [--sheet docs/x.png --sheet-photos 4] [--json out.json]
 
-Photos are preprocessed once (MediaPipe; ``--cache`` keeps them as safetensors for the next run); every
-weights folder then runs the pipeline without refinement on the same preprocessed photo.
+Photos are preprocessed (MediaPipe; ``--cache`` keeps them as safetensors for the next run) and the body is
+fitted once per photo; every weights folder then runs the pipeline's remaining stages (placement,
+reconstruction, the photo-edge cut; no refinement) on that same fit.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from tqdm import tqdm
 
 from humansplat.gaussians import render
 from humansplat.media import contact_sheet, frame_points, save_image, to_uint8, turntable_cameras
-from humansplat.pipeline import Pipeline
-from humansplat.preprocess import Preprocessed, preprocess
+from humansplat.body import BodyModel
+from humansplat.models import Reconstructor
+from humansplat.pipeline.core import resolve_weights
+from humansplat.pipeline.stages import crop_to_photo, fit_photo, place_in_world, reconstruct_gaussians
+from humansplat.preprocess import PersonNotFound, Preprocessed, preprocess
+from humansplat.refine import photo_psnr
 
 SHEET_SIZE = 160
 TURNTABLE_FRAMES = 4  # frames 1 and 2: 90 and 180 degrees
@@ -41,12 +46,11 @@ def _preprocessed(path: Path, cache: Path | None, resolution: int) -> Preprocess
     return pre
 
 
-def _views(result, size: int) -> list[np.ndarray]:
-    g = result.gaussians
+def _views(g, camera, size: int) -> list[np.ndarray]:
     centre, radius = frame_points(g.means, g.opacities)
     turn = turntable_cameras(TURNTABLE_FRAMES, size, 0.0, 30.0, centre, fit_radius=radius)
     with torch.no_grad():
-        cells = [to_uint8(render(g, result.camera.resized(size, size)).rgb[0])]
+        cells = [to_uint8(render(g, camera.resized(size, size)).rgb[0])]
         cells += [to_uint8(render(g, turn[k : k + 1]).rgb[0]) for k in (1, 2)]
     return cells
 
@@ -65,30 +69,34 @@ def main() -> int:
     if len(named) != len(args.weights):
         print("error: --weights takes NAME=DIR entries", file=sys.stderr)
         return 2
-    pipes = {name: Pipeline(d, device=args.device, refine_steps=0, novel_views="off") for name, d in named.items()}
-    resolution = max(p.model.config.image_size for p in pipes.values())
+    models = {name: Reconstructor.from_pretrained(resolve_weights(d)["reconstructor"], args.device) for name, d in named.items()}
+    body = BodyModel.load(args.device)
+    resolution = max(m.config.image_size for m in models.values())
     rows, cells = [], []
     for i, path in enumerate(tqdm(args.photos, desc="photos")):
         try:
             pre = _preprocessed(path, args.cache, max(512, resolution))
-        except Exception as e:  # a photo MediaPipe finds nobody in: counted, not fatal
+        except PersonNotFound as e:  # counted, not fatal
             print(f"{path}: skipped ({e})", file=sys.stderr)
             continue
         row = {"photo": f"{path.parent.name}/{path.name}"}
         sheet_row = [to_uint8(torch.nn.functional.interpolate(pre.image[None], size=(SHEET_SIZE, SHEET_SIZE), mode="area")[0].permute(1, 2, 0))]
-        for name, pipe in pipes.items():
-            r = pipe(pre)
-            row[name] = r.meta["input_view_psnr_db"]
-            row["prior"] = r.structure_prior
+        body_fit = fit_photo(pre, body)  # the same fit for every weights folder
+        for name, model in models.items():
+            with torch.no_grad():
+                placement = place_in_world(model, body, pre, body_fit)
+                camera = placement.cameras[0]
+                g = crop_to_photo(reconstruct_gaussians(model, pre, placement), pre, camera[0])
+            row[name], row["prior"] = photo_psnr(g, camera, pre.image), placement.structure_prior
             if i < args.sheet_photos:
-                sheet_row += _views(r, SHEET_SIZE)
+                sheet_row += _views(g, camera, SHEET_SIZE)
         rows.append(row)
         if i < args.sheet_photos:
             cells += sheet_row
     print(f"\n{len(rows)} photos, input-view PSNR before refinement (dB)\n")
     print("| weights | median | mean | min | body prior | template-free |")
     print("|---|---|---|---|---|---|")
-    for name in pipes:
+    for name in models:
         v = [r[name] for r in rows]
         by_prior = {p: [r[name] for r in rows if r["prior"] == p] for p in ("body", "template_free")}
         med = {p: f"{statistics.median(x):.2f} ({len(x)})" if x else "-" for p, x in by_prior.items()}
@@ -96,8 +104,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.sheet and cells:
-        save_image(args.sheet, contact_sheet(cells, cols=1 + 3 * len(pipes)))
-        print(f"wrote {args.sheet} (per photo: the photo, then per weights {', '.join(pipes)}: input view, 90 and 180 degrees)")
+        save_image(args.sheet, contact_sheet(cells, cols=1 + 3 * len(models)))
+        print(f"wrote {args.sheet} (per photo: the photo, then per weights {', '.join(models)}: input view, 90 and 180 degrees)")
     return 0
 
 

@@ -37,7 +37,7 @@ from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import render
 from humansplat.metrics import psnr, sharpness_ratio
 from humansplat.models import Reconstructor
-from humansplat.pipeline.stages import MIN_KEYPOINTS, MIN_OPACITY, VISIBLE_HEIGHT_M, judge_fit, shift_world, without_limbs
+from humansplat.pipeline.stages import MIN_KEYPOINTS, MIN_OPACITY, centred_anchors, judge_fit, shift_world
 from humansplat.refine import RefineConfig, refine
 from humansplat.train.losses import pixel_depth_error, ssim
 
@@ -121,21 +121,13 @@ def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.devi
         err = (fit.keypoints_2d[0].detach().cpu() - kps.cpu()).norm(dim=-1)
         trusted, _, limbs, _ = judge_fit(err, conf.cpu(), cam.width, FitConfig().min_confidence)  # the pipeline's rule
     fit_s = time.perf_counter() - t
-    if trusted and model.config.anchor_mode == "body":
-        vertices = fit.output.vertices[0]
-        if true_depth:
-            eye = torch.linalg.inv(cam.w2c[0])[:3, 3]
-            truth = subject["body_vertices"].to(device)
-            depth = lambda v: ((v.amin(0) + v.amax(0)) / 2 - eye).norm()  # noqa: E731
-            vertices = eye + (vertices - eye) * (depth(truth) / depth(vertices))
-        centre = (vertices.amin(0) + vertices.amax(0)) / 2
-        anchors = without_limbs(model.body_anchors((vertices - centre)[None], body.vertex_labels), limbs)
-        prior = "body"
-    else:
-        anchors = model.template_free_anchors(cam[None, 0], mask[None], VISIBLE_HEIGHT_M["full_body"])
-        centre = anchors.xyz[0].mean(0)
-        anchors.xyz = anchors.xyz - centre
-        prior = "template_free"
+    vertices = fit.output.vertices[0].detach() if trusted else None
+    if vertices is not None and true_depth:
+        eye = torch.linalg.inv(cam.w2c[0])[:3, 3]
+        truth = subject["body_vertices"].to(device)
+        depth = lambda v: ((v.amin(0) + v.amax(0)) / 2 - eye).norm()  # noqa: E731
+        vertices = eye + (vertices - eye) * (depth(truth) / depth(vertices))
+    anchors, centre, prior = centred_anchors(model, body, cam, mask, "full_body", vertices, limbs)  # as the pipeline places it
     return anchors, centre, {"prior": prior, "reprojection_px": reproj, "fit_s": fit_s}
 
 

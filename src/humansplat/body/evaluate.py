@@ -9,6 +9,7 @@ from torch import Tensor
 from humansplat.body.model import BONE_NAMES, BodyModel, BodyOutput, BodyParams
 from humansplat.body.phenotypes import sample_phenotypes
 from humansplat.body.pose_prior import sample_poses
+from humansplat.body.starts import turn
 from humansplat.cameras import Cameras, orbit_cameras, project_points
 from humansplat.keypoints import HIPS
 
@@ -47,8 +48,6 @@ def random_scene(
 def _turned_poses(n: int, g: torch.Generator, kinds: list[str]) -> Tensor:
     """(n, J, 3) poses of ``kinds`` drawn per person, turned +-43 degrees about the up axis, then those of
     ``TURNED_KINDS`` about the view axis."""
-    import roma
-
     choice = torch.randint(len(kinds), (n,), generator=g)
     pose = torch.zeros(n, len(BONE_NAMES), 3)
     roll = torch.zeros(n)
@@ -60,7 +59,7 @@ def _turned_poses(n: int, g: torch.Generator, kinds: list[str]) -> Tensor:
     heading[:, 1] = (torch.rand(n, generator=g) - 0.5) * 1.5
     view = torch.zeros(n, 3)
     view[:, 2] = torch.deg2rad(roll)
-    pose[:, 0] = roma.rotmat_to_rotvec(roma.rotvec_to_rotmat(view) @ roma.rotvec_to_rotmat(heading))
+    pose[:, 0] = turn(heading, view)
     return pose
 
 

@@ -237,8 +237,7 @@ def sample_poses(n: int, generator: torch.Generator | None = None, kinds=None, p
     templates = {name: a.clone() for name in set(kinds)}
     # The six kinds always draw, in this order, and the dynamic ones only when asked: seeded poses stay as they were.
     for name in POSE_KINDS + (DYNAMIC_KINDS if set(kinds) & set(DYNAMIC_KINDS) else ()):
-        template = templates.get(name, a.clone())
-        globals()[f"_{name}"](template, u)
+        _TEMPLATES[name](templates.get(name, a.clone()), u)
     out = torch.stack([templates[k] for k in kinds], 0)[choice, torch.arange(n)]
     out[:, 0] = 0.0
     return prior.clamp(prior.to_pose(out))
@@ -266,7 +265,7 @@ def template_poses(kind: str, phase: Tensor | None = None, prior: PosePrior | No
     if kind == "walking":
         _walking(a, u, phase)
     else:
-        globals()[f"_{kind}"](a, u)
+        _TEMPLATES[kind](a, u)
     return prior.clamp(prior.to_pose(a))
 
 
@@ -370,6 +369,10 @@ def _kneeling(a: Tensor, u) -> None:
         _set(a, f"foot_{s}", flex=u(-30, 10))
         _set(a, f"upperarm_{s}", flex=u(-10, 50), abd=u(-38, 0))
         _set(a, f"lowerarm_{s}", flex=u(10, 70))
+
+
+_TEMPLATES = {"standing": _standing, "walking": _walking, "arms_raised": _arms_raised, "sitting": _sitting, "crouching": _crouching,
+              "reaching": _reaching, "jumping": _jumping, "kicking": _kicking, "kneeling": _kneeling}  # fmt: skip
 
 
 def ground_params(body: BodyModel, params: BodyParams) -> BodyParams:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from humansplat.body.limbs import LIMBS
 from humansplat.body.model import BONE_NAMES, BodyModel, BodyParams
 from humansplat.body.phenotypes import AGE_BANDS, adult_phenotype, phenotype_mixture
 from humansplat.body.pose_prior import PosePrior
@@ -223,18 +224,18 @@ def limb_grid_starts(body: BodyModel, prior: PosePrior, problem: _Problem, fitte
     """(B * 2) person-major: the fitted body, and the fitted body with each limb whose sure end keypoints (weight >=
     ``SURE_WEIGHT``) are still more than ``cfg.bent_leg_px`` off set to the grid pose (``_GRIDS``, about 500 per limb, by forward kinematics alone)
     that best meets its keypoints, the pose prior weighed in. None when no limb is off (the usual case)."""
-    from humansplat.body.limbs import LIMBS
-
     with torch.no_grad():
         uv, _ = project_points(body.keypoints(fitted), problem.cams)
         err = (uv - problem.obs).norm(dim=-1) / problem.scale * (problem.conf >= SURE_WEIGHT)  # (B, 17), 512-px units
         a = prior.to_angles(fitted.pose)
         moved = a.clone()
+        grids = {kind: torch.cartesian_prod(*(torch.tensor(list(v), dtype=a.dtype) for v in axes)).to(a.device)
+                 for kind, (_, axes) in _GRIDS.items()}  # fmt: skip
         for name, idx in LIMBS.items():
             side, kind = name.split("_")
-            (upper, lower), axes = _GRIDS[kind]
+            (upper, lower), _ = _GRIDS[kind]
+            grid = grids[kind]
             for b in torch.nonzero(err[:, list(idx)].amax(1) > cfg.bent_leg_px).flatten().tolist():
-                grid = torch.cartesian_prod(*(torch.tensor(list(v), dtype=a.dtype) for v in axes)).to(a.device)
                 cand = moved[b : b + 1].repeat(len(grid), 1, 1)
                 iu, il = BONE_NAMES.index(f"{upper}_{side[0]}"), BONE_NAMES.index(f"{lower}_{side[0]}")
                 cand[:, iu], cand[:, il, 0] = torch.deg2rad(grid[:, :3]), torch.deg2rad(grid[:, 3])

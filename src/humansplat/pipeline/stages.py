@@ -118,26 +118,33 @@ def judge_fit(error_px: Tensor, confidence: Tensor, resolution: int, min_confide
 
 def place_in_world(model: Reconstructor, body: BodyModel, inputs: Preprocessed, body_fit: BodyFit) -> Placement:
     """Anchors from the trusted body (or template-free ones), everything moved so the subject's centre is the origin."""
-    dev = body_fit.camera.K.device
     cams = body_fit.camera[None]  # batch (1, 1)
     fit = body_fit.fit
     vertices = None if fit is None else fit.output.vertices[0].detach()
-    if body_fit.trusted and model.config.anchor_mode == "body":
-        prior = "body"
-        offset = (vertices.amin(0) + vertices.amax(0)) / 2
-        anchors = model.body_anchors((vertices - offset)[None], body.vertex_labels)
-        anchors = without_limbs(anchors, body_fit.untrusted_limbs)
-    else:
-        prior = "template_free"
-        height = VISIBLE_HEIGHT_M.get(inputs.framing, VISIBLE_HEIGHT_M["full_body"])
-        anchors = model.template_free_anchors(cams[:, 0], inputs.mask[None].to(dev), height)
-        offset = anchors.xyz[0].mean(0)
-        anchors.xyz = anchors.xyz - offset
+    trusted_body = vertices if body_fit.trusted else None
+    anchors, offset, prior = centred_anchors(model, body, cams[:, 0], inputs.mask, inputs.framing, trusted_body, body_fit.untrusted_limbs)
     params = None
     if fit is not None:
         params = fit.params.detach().clone()
         params.transl = params.transl - offset  # the root translation carries the move: the body stays on the Gaussians
     return Placement(shift_world(cams, offset), anchors, offset, prior, None if vertices is None else vertices - offset, params)
+
+
+def centred_anchors(model: Reconstructor, body: BodyModel, camera: Cameras, mask: Tensor, framing: str,
+                    vertices: Tensor | None, untrusted_limbs: tuple[str, ...] = ()) -> tuple[Anchors, Tensor, str]:
+    """The structure prior in a world centred on the subject: (anchors, the fit-world point that became the
+    origin, "body" or "template_free"). Body anchors from the trusted body's ``vertices`` (Nv, 3; None: no
+    trusted body) without those on its untrusted limbs, else template-free ones sized by the ``framing``
+    from the matte ``mask`` ((1,) H, W) seen by ``camera`` (batch 1)."""
+    if vertices is not None and model.config.anchor_mode == "body":
+        offset = (vertices.amin(0) + vertices.amax(0)) / 2
+        anchors = without_limbs(model.body_anchors((vertices - offset)[None], body.vertex_labels), untrusted_limbs)
+        return anchors, offset, "body"
+    height = VISIBLE_HEIGHT_M.get(framing, VISIBLE_HEIGHT_M["full_body"])
+    anchors = model.template_free_anchors(camera, mask[None].to(camera.K.device), height)
+    offset = anchors.xyz[0].mean(0)
+    anchors.xyz = anchors.xyz - offset
+    return anchors, offset, "template_free"
 
 
 def without_limbs(anchors: Anchors, limbs: tuple[str, ...]) -> Anchors:

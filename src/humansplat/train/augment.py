@@ -46,18 +46,21 @@ class PhotoNoiseConfig:
     matte_px: int = 2  # at most, matte edge moved in or out by up to this many pixels
 
 
-def _chosen(batch_size: int, prob: float, gen: torch.Generator) -> Tensor:
-    return torch.rand(batch_size, generator=gen) < prob
+def _chosen(batch_size: int, prob: float, gen: torch.Generator) -> Tensor | None:
+    """(B,) bool: the samples to augment; None when there are none. ``prob`` 0 draws nothing, so runs without
+    the augmentation keep their random streams."""
+    if prob <= 0:
+        return None
+    chosen = torch.rand(batch_size, generator=gen) < prob
+    return chosen if bool(chosen.any()) else None
 
 
 @torch.no_grad()
 def perturb_body(body: BodyModel, params: BodyParams, vertices: Tensor, cfg: BodyNoiseConfig, gen: torch.Generator) -> Tensor:
     """vertices (B, Nv, 3) of ``params`` (in the same frame) -> the chosen samples' perturbed vertices."""
-    if cfg.prob <= 0:  # draws nothing, so runs without it keep their random streams
-        return vertices
     B, dev = vertices.shape[0], vertices.device
     chosen = _chosen(B, cfg.prob, gen)
-    if not chosen.any():
+    if chosen is None:
         return vertices
     strength = torch.rand(B, generator=gen) * chosen
     s = strength.to(dev)
@@ -111,11 +114,9 @@ def _move_matte_edge(images: Tensor, masks: Tensor, px: Tensor, gen: torch.Gener
 @torch.no_grad()
 def degrade_photo(images: Tensor, masks: Tensor, cfg: PhotoNoiseConfig, gen: torch.Generator) -> Tensor:
     """images (B, 3, H, W) in [0, 1] on white, masks (B, 1, H, W) -> the chosen samples degraded, in [0, 1]."""
-    if cfg.prob <= 0:
-        return images
     B, dev = images.shape[0], images.device
     chosen = _chosen(B, cfg.prob, gen)
-    if not chosen.any():
+    if chosen is None:
         return images
     c = chosen.float()
     px = torch.randint(-cfg.matte_px, cfg.matte_px + 1, (B,), generator=gen) * chosen
