@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from humansplat.body import BodyModel
 from humansplat.models import WeightsError, load_checked, read_model_dir
 from humansplat.train.config import TrainConfig
-from humansplat.train.tasks import TASKS
+from humansplat.train.tasks import TASKS, PreviewRows
 from humansplat.train.timing import StepTimer, warmup_steps
 from humansplat.utils import atomic_dir, clean_stale_temporaries, file_sha256, pick_device, progress
 
@@ -320,6 +320,10 @@ class Trainer:
     def _log_images(self) -> None:
         if self.last_render is None:
             return
-        pred, target = self.last_render  # (V,3,H,W) each, first sample
-        grid = torch.cat([torch.cat(list(target), -1), torch.cat(list(pred), -1)], -2).clamp(0, 1)
-        self.writer.add_image("views/target_top_prediction_bottom", grid.float().cpu(), self.step)
+        if isinstance(self.last_render, PreviewRows):  # rows top to bottom, (V,3,H,W) each
+            rows, tag = self.last_render.rows, self.last_render.tag
+        else:
+            pred, target = self.last_render  # (V,3,H,W) each, first sample
+            rows, tag = (target, pred), "views/target_top_prediction_bottom"
+        grid = torch.cat([torch.cat(list(row), -1) for row in rows], -2).clamp(0, 1)
+        self.writer.add_image(tag, grid.float().cpu(), self.step)
