@@ -144,6 +144,11 @@ def test_one_training_step_of_the_draft_task(tmp_path, body, subject):
     assert len(seen) == 2 and seen[0][0].shape == (1, 1, 3, 32, 32)  # the photo alone
     assert isinstance(trainer.last_render, PreviewRows) and len(trainer.last_render.rows) == 4
     assert all(r.shape == (2, 3, 32, 32) for r in trainer.last_render.rows)
+    from humansplat.train.trainer import preview_grid
+
+    tag, grid = preview_grid(trainer.last_render)
+    assert tag == "views/photo_draft_generated_truth" and grid.shape == (3, 4 * 32, 2 * 32)
+    assert torch.equal(grid[:, :32, :32], trainer.last_render.rows[0][0].clamp(0, 1))  # the photo, top left
     exported = load_pretrained(tmp_path / "run" / "export")
     assert isinstance(exported, NovelViewGenerator) and exported.config.draft
     assert not any(k.startswith("reconstructor") for k in exported.state_dict())  # the frozen reconstructor is not saved
@@ -187,3 +192,34 @@ def test_generate_views_with_drafts(tmp_path, body, subject):
     assert not torch.allclose(a.latents, c.latents)
     drafts = draft_views(g, gaussians, target_cameras(g, cam, verts).reshape(1, -1))
     assert drafts.shape == (1, g.config.views, 3, S, S) and drafts.min() >= 0 and drafts.max() <= 1 and drafts.std() > 0
+
+
+def test_benchmark_script_scores_drafts_and_refinement(tmp_path, body):
+    """benchmarks/novelview.py with a draft generator on a 2-subject tiny set: drafts, generated views, and
+    the refinement on the photo and on the photo + generated views."""
+    import runpy
+    import sys
+
+    from humansplat.data.benchmark import make_benchmark
+
+    make_benchmark(tmp_path / "bench", device="cpu", subjects=2, protocol={"resolution": 32, "views": 8}, show_progress=False)
+    _, rec = tiny_reconstructor(tmp_path, body)
+    draft_generator(tmp_path).save_pretrained(tmp_path / "gen")
+    argv = ["novelview.py", "--generator", str(tmp_path / "gen"), "--weights", str(rec), "--data", str(tmp_path / "bench"),
+            "--device", "cpu", "--steps", "2", "--refine-steps", "3", "--out", str(tmp_path / "n.json"), "--time", "1"]
+    old = sys.argv
+    try:
+        sys.argv = argv
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(ROOT / "benchmarks" / "novelview.py"), run_name="__main__")
+    finally:
+        sys.argv = old
+    assert done.value.code == 0
+    out = json.loads((tmp_path / "n.json").read_text())
+    assert out["subjects"] == 2 and out["draft"] and out["refine"]["steps"] == 3
+    for k in ("reconstructor", "with_generator", "refined_photo", "refined_photo_generated"):
+        assert {"psnr", "ssim", "masked_psnr", "sharpness"} <= set(out[k]), k
+    assert out["refined_photo"]["psnr"] != out["refined_photo_generated"]["psnr"]
+    for k in ("drafts", "generator"):
+        assert {"psnr", "ssim", "masked_psnr", "sharpness"} <= set(out[k]) and out[k]["sharpness"] > 0, k
+    assert out["timing"]["generate_s"] > 0

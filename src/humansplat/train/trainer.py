@@ -72,6 +72,17 @@ def rank_seeds(seed: int, rank: int, step: int = 0) -> tuple[int, int]:
     return (seed * 1000 + rank if step == 0 else mixed("data")), mixed("views")
 
 
+def preview_grid(preview) -> tuple[str, Tensor]:
+    """A task's preview as (TensorBoard tag, image grid (3, rows * H, V * W)): ``PreviewRows`` top to bottom,
+    or (prediction, target) images (V,3,H,W) with the target on top."""
+    if isinstance(preview, PreviewRows):
+        rows, tag = preview.rows, preview.tag
+    else:
+        pred, target = preview
+        rows, tag = (target, pred), "views/target_top_prediction_bottom"
+    return tag, torch.cat([torch.cat(list(row), -1) for row in rows], -2).clamp(0, 1)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False, max_steps: int | None = None,
                  device: str | None = None, profile: bool = False):
@@ -320,10 +331,5 @@ class Trainer:
     def _log_images(self) -> None:
         if self.last_render is None:
             return
-        if isinstance(self.last_render, PreviewRows):  # rows top to bottom, (V,3,H,W) each
-            rows, tag = self.last_render.rows, self.last_render.tag
-        else:
-            pred, target = self.last_render  # (V,3,H,W) each, first sample
-            rows, tag = (target, pred), "views/target_top_prediction_bottom"
-        grid = torch.cat([torch.cat(list(row), -1) for row in rows], -2).clamp(0, 1)
+        tag, grid = preview_grid(self.last_render)
         self.writer.add_image(tag, grid.float().cpu(), self.step)
