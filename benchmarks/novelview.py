@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from humansplat.refine import RefineConfig
+
 
 def timing(generator, model, subject, body, device, steps, guidance, runs: int) -> dict:
     """Warm median seconds of the stage (condition renders, sampling, decoding; batch 1), of the
@@ -65,7 +67,8 @@ def main() -> int:
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the generator's config)")
     p.add_argument("--refine-steps", type=int, help="draft generators: refinement steps (default: the pipeline's; 0: no refinement rows); "
                    "other generators: refinement rows only when given")
-    p.add_argument("--view-weight", type=float, help="refinement: weight of the generated views (default: RefineConfig's)")
+    p.add_argument("--refine-resolution", type=int, default=RefineConfig.resolution, help="refinement: fit resolution (px)")
+    p.add_argument("--view-weight", type=float, default=RefineConfig.view_weight, help="refinement: weight of the generated views")
     p.add_argument("--time", type=int, default=0, metavar="N", help="also time N warm runs of the stage on the first subject")
     p.add_argument("--only-time", action="store_true", help="timing only, no scoring")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -80,7 +83,6 @@ def main() -> int:
     from humansplat.data.shards import ShardDataset
     from humansplat.models import NovelViewGenerator, Reconstructor
     from humansplat.novelview_eval import evaluate_novel_views, format_novelview_table
-    from humansplat.refine import RefineConfig
     from humansplat.utils import pick_device, progress
 
     device = pick_device(args.device)
@@ -94,7 +96,7 @@ def main() -> int:
     refine_steps = args.refine_steps if args.refine_steps is not None else (RefineConfig.steps if generator.config.draft else 0)
     refine_config = None
     if refine_steps > 0:
-        refine_config = RefineConfig(steps=refine_steps, **({} if args.view_weight is None else {"view_weight": args.view_weight}))
+        refine_config = RefineConfig(steps=refine_steps, resolution=args.refine_resolution, view_weight=args.view_weight)
     if not args.only_time:
         bar = progress(total=n, desc="novel views")
         summary.update(evaluate_novel_views(model, generator, (subject(i) for i in range(n)), body, device, args.steps, args.guidance, 0, bar,

@@ -206,7 +206,7 @@ def test_benchmark_script_scores_drafts_and_refinement(tmp_path, body):
     _, rec = tiny_reconstructor(tmp_path, body)
     draft_generator(tmp_path).save_pretrained(tmp_path / "gen")
     argv = ["novelview.py", "--generator", str(tmp_path / "gen"), "--weights", str(rec), "--data", str(tmp_path / "bench"),
-            "--device", "cpu", "--steps", "2", "--refine-steps", "3", "--out", str(tmp_path / "n.json"), "--time", "1"]
+            "--device", "cpu", "--steps", "2", "--refine-steps", "3", "--refine-resolution", "32", "--out", str(tmp_path / "n.json"), "--time", "1"]
     old = sys.argv
     try:
         sys.argv = argv
@@ -216,7 +216,7 @@ def test_benchmark_script_scores_drafts_and_refinement(tmp_path, body):
         sys.argv = old
     assert done.value.code == 0
     out = json.loads((tmp_path / "n.json").read_text())
-    assert out["subjects"] == 2 and out["draft"] and out["refine"]["steps"] == 3
+    assert out["subjects"] == 2 and out["draft"] and out["refine"]["steps"] == 3 and out["refine"]["resolution"] == 32
     for k in ("reconstructor", "with_generator", "refined_photo", "refined_photo_generated"):
         assert {"psnr", "ssim", "masked_psnr", "sharpness"} <= set(out[k]), k
     assert out["refined_photo"]["psnr"] != out["refined_photo_generated"]["psnr"]

@@ -102,7 +102,8 @@ def evaluate_novel_views(model, generator, subjects, body, device: torch.device,
     if drafted:
         out["drafts"] = mean_scores(drafts)
     if refine_config is not None:
-        out["refine"] = {"steps": refine_config.steps, "mode": refine_config.mode, "view_weight": refine_config.view_weight}
+        out["refine"] = {"steps": refine_config.steps, "mode": refine_config.mode, "view_weight": refine_config.view_weight,
+                         "resolution": refine_config.resolution}
     out["generator"]["seconds"] = sum(gen_s[1:] or gen_s) / len(gen_s[1:] or gen_s)  # warm: the first is left out
     out["subjects"] = len(alone)
     out["generator_views"] = len(generator.config.view_azimuths)
