@@ -55,10 +55,11 @@ class Task:
     def finish(self, model: PretrainedModel, engine) -> None:
         """Called before every checkpoint (e.g. to set data-dependent constants)."""
 
-    def warm_start(self, model: PretrainedModel, directory: str, skip: tuple[str, ...]) -> None:
+    def warm_start(self, model: PretrainedModel, directory: str, skip: tuple[str, ...]) -> dict:
         """Start from other weights of the same kind; tensors under the ``skip`` prefixes stay freshly initialised.
-        The rest must match in name and shape (a different architecture is an error, not a partial load)."""
-        _, state = read_model_dir(directory, model.model_type)
+        The rest must match in name and shape (a different architecture is an error, not a partial load).
+        Returns the source weights' config."""
+        source, state = read_model_dir(directory, model.model_type)
         own = model.state_dict()
         fresh = {k for k in own if k.startswith(tuple(skip))}
         if skip and not fresh:
@@ -66,6 +67,7 @@ class Task:
         load_checked(model, {**{k: v for k, v in state.items() if k not in fresh}, **{k: own[k] for k in fresh}}, directory)
         if self.main:
             print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'})")
+        return source
 
     def load_frozen_autoencoder(self, expected: AutoencoderConfig) -> Autoencoder:
         """The trained autoencoder named by the config, checked against the model's autoencoder config."""
@@ -113,6 +115,15 @@ class ReconstructorTask(Task):
                 template = self.body(BodyParams.neutral(1, device=self.device)).vertices[0]
             model.set_anchor_template(template)
         return model
+
+    def warm_start(self, model: Reconstructor, directory: str, skip: tuple[str, ...]) -> dict:
+        """As ``Task.warm_start``; weights trained without ``photo_colors`` into a model with it start at the prior."""
+        source = super().warm_start(model, directory, skip)
+        if model.config.photo_colors and not source.get("photo_colors", False):
+            model.start_colors_at_prior()
+            if self.main:
+                print("warm start: the RGB outputs are zeroed (the source has no photo colour prior)")
+        return source
 
     def step_module(self, model: Reconstructor) -> nn.Module:
         loss = ReconstructionLoss(self.cfg.loss).to(self.device)
