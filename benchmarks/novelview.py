@@ -2,6 +2,10 @@
 views (novel-view PSNR, SSIM, masked PSNR, part mIoU, sharpness), the generator's own views against the
 ground truth, and (``--time N``) the stage's warm timing and peak GPU memory.
 
+A draft generator (its config's ``draft``) refines the reconstructor's renders: then the drafts are scored
+next to the generated views, and the refinement runs on the photo alone and on the photo + the generated
+views (``--refine-steps``, default the pipeline's; 0: off; ``--view-weight`` the generated views' weight).
+
     python benchmarks/novelview.py --generator DIR --weights DIR --data BENCH [--limit N] [--steps S] [--out JSON]
     python benchmarks/novelview.py --generator DIR --weights DIR --data BENCH --time 5 --only-time
 """
@@ -25,13 +29,14 @@ def timing(generator, model, subject, body, device, steps, guidance, runs: int) 
     photo, cam = subject["images"][0].to(device), subject["cameras"][0].to(device)
     verts = subject["body_vertices"].to(device)
     anchors = model.body_anchors(verts[None], subject["vertex_labels"].to(device))
+    drafts = reconstruct_with_views(model, photo, cam, None, anchors) if generator.config.draft else None
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     gen_s, with_s, alone_s = [], [], []
     with torch.no_grad():
         for i in range(runs + 1):  # the first run warms up
             if device.type == "cuda" and i == runs:
                 torch.cuda.reset_peak_memory_stats(device)
-            views = generate_views(generator, photo, cam, verts, steps, guidance, seed=i, body=body)
+            views = generate_views(generator, photo, cam, verts, steps, guidance, seed=i, body=body, draft_gaussians=drafts)
             sync()
             t0 = time.perf_counter()
             reconstruct_with_views(model, photo, cam, views, anchors)
@@ -58,6 +63,9 @@ def main() -> int:
     p.add_argument("--limit", type=int, help="only the first N subjects")
     p.add_argument("--steps", type=int, help="sampler steps (default: the generator's config)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the generator's config)")
+    p.add_argument("--refine-steps", type=int, help="draft generators: refinement steps (default: the pipeline's; 0: no refinement rows); "
+                   "other generators: refinement rows only when given")
+    p.add_argument("--view-weight", type=float, help="refinement: weight of the generated views (default: RefineConfig's)")
     p.add_argument("--time", type=int, default=0, metavar="N", help="also time N warm runs of the stage on the first subject")
     p.add_argument("--only-time", action="store_true", help="timing only, no scoring")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -72,6 +80,7 @@ def main() -> int:
     from humansplat.data.shards import ShardDataset
     from humansplat.models import NovelViewGenerator, Reconstructor
     from humansplat.novelview_eval import evaluate_novel_views, format_novelview_table
+    from humansplat.refine import RefineConfig
     from humansplat.utils import pick_device, progress
 
     device = pick_device(args.device)
@@ -82,9 +91,14 @@ def main() -> int:
     n = min(len(dataset), args.limit or len(dataset))
     subject = lambda i: benchmark_subject(dataset[i], body.vertex_labels, f"{i:04d}")
     summary: dict = {"generator": str(args.generator), "weights": str(args.weights), "data": str(args.data)}
+    refine_steps = args.refine_steps if args.refine_steps is not None else (RefineConfig.steps if generator.config.draft else 0)
+    refine_config = None
+    if refine_steps > 0:
+        refine_config = RefineConfig(steps=refine_steps, **({} if args.view_weight is None else {"view_weight": args.view_weight}))
     if not args.only_time:
         bar = progress(total=n, desc="novel views")
-        summary.update(evaluate_novel_views(model, generator, (subject(i) for i in range(n)), body, device, args.steps, args.guidance, 0, bar))
+        summary.update(evaluate_novel_views(model, generator, (subject(i) for i in range(n)), body, device, args.steps, args.guidance, 0, bar,
+                                            refine_config))
         bar.close()
         print(format_novelview_table(summary))
     if args.time:

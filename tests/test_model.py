@@ -247,7 +247,7 @@ def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
     from humansplat.models.reconstructor import UNSEEN_COLOR, anchor_color_prior
 
     m = make_model(photo_colors=True)
-    m.start_colors_at_prior()
+    m.load_state_dict(m.colors_at_prior(m.state_dict()))
     cams = cameras([0.0])
     photo = torch.zeros(1, 1, 3, SIZE, SIZE)
     photo[..., : SIZE // 2] = torch.tensor([0.1, 0.8, 0.2])[:, None, None]  # a vivid green left half
@@ -273,6 +273,7 @@ def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
                           torch.full((1, 1, 3), UNSEEN_COLOR))
 
 
-def test_start_colors_at_prior_needs_the_prior():
+def test_colors_at_prior_needs_the_prior():
+    m = make_model()
     with pytest.raises(ValueError, match="photo_colors"):
-        make_model().start_colors_at_prior()
+        m.colors_at_prior(m.state_dict())

@@ -80,3 +80,31 @@ def test_full_refinement_fits_matte_and_colours_and_stays_near_the_prediction():
 def z_near(g: Gaussians, cam) -> torch.Tensor:
     z = project_points(g.means, cam[0])[1]
     return z <= (z * g.opacities).sum() / g.opacities.sum()
+
+
+def test_extra_target_views_are_fitted_too():
+    """With extra views (e.g. generated ones at the back) every Gaussian may move: the back view's error
+    falls, which the photo alone cannot do (its far side stays frozen); the photo still fits."""
+    n = 300
+    truth = scene(torch.rand(n, 3, generator=torch.Generator().manual_seed(4)))
+    guess = scene(torch.full((n, 3), 0.5))
+    cam = orbit_cameras(torch.tensor([0.0]), 0.0, 2.5, fov_deg=40, size=48)
+    views = orbit_cameras(torch.tensor([135.0, 180.0, 225.0]), 0.0, 2.5, fov_deg=40, size=48)
+    photo = render(truth, cam).rgb[0].permute(2, 0, 1)
+    targets = render(truth, views).rgb.permute(0, 3, 1, 2)
+    err = lambda g: float((render(g, views).rgb.permute(0, 3, 1, 2) - targets).square().mean())  # noqa: E731
+    cfg = RefineConfig(steps=40, resolution=48, mode="full")
+    photo_only = refine(guess, cam, photo, None, cfg)
+    both = refine(guess, cam, photo, None, cfg, targets, views)
+    assert err(both) < 0.6 * err(guess) and err(both) < 0.8 * err(photo_only)
+    assert photo_psnr(both, cam, photo, resolution=48) > photo_psnr(guess, cam, photo, resolution=48) + 3
+    z = project_points(guess.means, cam[0])[1]
+    far = z > (z * guess.opacities).sum() / guess.opacities.sum()
+    assert torch.equal(photo_only.sh[far], guess.sh[far]) and not torch.equal(both.sh[far], guess.sh[far])
+    # a higher weight on the views fits them closer
+    heavy = refine(guess, cam, photo, None, RefineConfig(steps=40, resolution=48, mode="full", view_weight=2.0), targets, views)
+    assert err(heavy) < err(both)
+    import pytest
+
+    with pytest.raises(ValueError, match="go together"):
+        refine(guess, cam, photo, None, cfg, targets, None)

@@ -133,11 +133,12 @@ def fitted_anchors(model: Reconstructor, subject: dict, body, device: torch.devi
 
 @torch.no_grad()
 def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device: torch.device, body_mode: str = "gt",
-                  body=None, refine_config: RefineConfig | None = None, extra_views=None) -> SubjectResult:  # fmt: skip
+                  body=None, refine_config: RefineConfig | None = None, extra_views=None, refine_views=None) -> SubjectResult:  # fmt: skip
     """subject: images (V,3,H,W) [0,1], masks (V,1,H,W), cameras (V,), body_vertices (Nv,3), vertex_labels
     (Nv,), optional labels (V,H,W) (-1 unknown), body_keypoints (17,3) for ``body_mode="fitted"`` (then
     ``body`` is the BodyModel); view 0 is the input, the others are novel views. ``extra_views``: generated
-    views (``humansplat.novelview.NovelViews``) given to the reconstructor as extra inputs."""
+    views (``humansplat.novelview.NovelViews``) given to the reconstructor as extra inputs; ``refine_views``:
+    views (NovelViews, in the benchmark's world: ground-truth bodies only) the refinement also fits."""
     images = subject["images"].to(device)
     masks = subject["masks"].to(device).float()
     cams = subject["cameras"].to(device)
@@ -166,7 +167,8 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
     if refine_config is not None and refine_config.steps > 0:  # as in the pipeline: drop the invisible, refine
         g = gaussians[0]
         g = g.select(g.opacities >= MIN_OPACITY)
-        gaussians = refine(g, input_cam[0], images[0], masks[0], refine_config)._map(lambda x: x[None])
+        views = (None, None) if refine_views is None else (refine_views.images, refine_views.cameras)
+        gaussians = refine(g, input_cam[0], images[0], masks[0], refine_config, *views)._map(lambda x: x[None])
         _sync(device)
         refine_s = time.perf_counter() - t1
         t0 += refine_s  # timed on its own

@@ -9,10 +9,15 @@ distance where the body (or, template-free, a person of ``height`` metres) fills
 The body's condition maps (camera-frame normals, mask, part one-hot: ``body.conditions``' maps, splatted
 with a z-buffer) are made at twice the latent resolution and averaged down to it. Without a body (``body_vertices=None``) the
 generator runs template-free.
+
+A draft generator (``GeneratorConfig.draft``) also takes the reconstructor's Gaussians of the photo
+(``draft_gaussians``): rendered on white at each target camera and encoded, they are the drafts it refines
+(``draft_latents``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,11 +29,11 @@ from torch import Tensor
 from humansplat.body.model import BodyModel
 from humansplat.body.parts import SAPIENS_CLASSES
 from humansplat.cameras import Cameras, orbit_cameras, orbit_positions, plucker_rays, project_points
-from humansplat.gaussians import Gaussians
+from humansplat.gaussians import Gaussians, render
 from humansplat.models.generator import NovelViewGenerator, ViewConditions
 from humansplat.models.reconstructor import Anchors, Reconstructor
 
-__all__ = ["NovelViews", "body_condition_maps", "generate_views", "photo_azimuth", "reconstruct_with_views",
+__all__ = ["NovelViews", "body_condition_maps", "draft_latents", "draft_views", "generate_views", "photo_azimuth", "reconstruct_with_views",
            "sample_latents", "target_cameras", "view_conditions"]
 
 CONDITION_SUPERSAMPLE = 2  # condition maps are rendered at this multiple of the latent grid, then averaged
@@ -114,9 +119,28 @@ def body_condition_maps(body: BodyModel, vertices: Tensor, cameras: Cameras, lat
         return F.avg_pool2d(maps, CONDITION_SUPERSAMPLE).unflatten(0, (B, K))
 
 
+@torch.no_grad()
+def draft_views(generator: NovelViewGenerator, gaussians: Gaussians, cameras: Cameras, backend: str = "auto") -> Tensor:
+    """The drafts: Gaussians (B,N) rendered on white at target cameras (B,K), at the generator's image size
+    (the cameras are resized to it) -> (B,K,3,S,S) in [0,1]. Rendered in float32, outside any autocast."""
+    s = generator.config.image_size
+    with torch.autocast(gaussians.device.type, enabled=False):
+        g = dataclasses.replace(gaussians, features=None)._map(lambda t: t.float())  # colours only
+        out = render(g, cameras.to(g.device, torch.float32).resized(s, s), background=1.0, backend=backend)
+    return out.rgb.permute(0, 1, 4, 2, 3).clamp(0, 1)
+
+
+@torch.no_grad()
+def draft_latents(generator: NovelViewGenerator, gaussians: Gaussians, cameras: Cameras, backend: str = "auto") -> Tensor:
+    """The drafts' latents (B,K,C,h,w) (``draft_views``, encoded by the generator's frozen autoencoder)."""
+    views = draft_views(generator, gaussians, cameras, backend)
+    return generator.encode(views.flatten(0, 1)).unflatten(0, views.shape[:2])
+
+
 def view_conditions(generator: NovelViewGenerator, photos: Tensor, photo_cameras: Cameras, cameras: Cameras,
-                    body_maps: Tensor | None) -> ViewConditions:
-    """photos (B,3,H,W) with cameras (B,) at H x W; target cameras (B,K); body_maps (B,K,Cc,h,w) or None."""
+                    body_maps: Tensor | None, draft: Tensor | None = None) -> ViewConditions:
+    """photos (B,3,H,W) with cameras (B,) at H x W; target cameras (B,K); body_maps (B,K,Cc,h,w) or None;
+    draft (B,K,C,h,w): the drafts' latents (draft generators) or None."""
     c = generator.config
     h = c.latent_size
     B = photos.shape[0]
@@ -126,7 +150,7 @@ def view_conditions(generator: NovelViewGenerator, photos: Tensor, photo_cameras
         target_rays = plucker_rays(cameras.to(dev, torch.float32), h, h)
     keep = torch.ones(B, dtype=torch.bool, device=dev)
     body_keep = keep if body_maps is not None else torch.zeros_like(keep)
-    return ViewConditions(generator.encode(photos), photo_rays, target_rays, body_maps, keep, body_keep)
+    return ViewConditions(generator.encode(photos), photo_rays, target_rays, body_maps, keep, body_keep, draft)
 
 
 def sample_latents(generator: NovelViewGenerator, cond: ViewConditions, seed: int | torch.Generator = 0, steps: int | None = None,
@@ -142,12 +166,21 @@ def sample_latents(generator: NovelViewGenerator, cond: ViewConditions, seed: in
 @torch.no_grad()
 def generate_views(generator: NovelViewGenerator, photo: Tensor, camera: Cameras, body_vertices: Tensor | None = None,
                    steps: int | None = None, guidance: float | None = None, seed: int = 0, body: BodyModel | None = None,
-                   cameras: Cameras | None = None, height: float = DEFAULT_HEIGHT_M) -> NovelViews:
+                   cameras: Cameras | None = None, height: float = DEFAULT_HEIGHT_M, draft_gaussians: Gaussians | None = None,
+                   render_backend: str = "auto") -> NovelViews:
     """One photo (3,H,W) in [0,1] on white, square, with its camera (batch () or (1,), H x W, world frame of
     the body) -> K generated views. ``body_vertices`` (Nv,3): the fitted body (needs ``body``, the BodyModel,
     loaded if not given); None: template-free. ``cameras`` (K,): other target cameras than the default orbit.
-    ``steps`` / ``guidance`` default to the generator's config; ``seed`` fixes the sample."""
+    ``steps`` / ``guidance`` default to the generator's config; ``seed`` fixes the sample.
+    ``draft_gaussians`` (N,) or (1,N): the reconstructor's Gaussians of the photo, in the same world frame;
+    a draft generator (``config.draft``) needs them (their renders at the target cameras are its drafts,
+    rendered with ``render_backend``), any other generator takes none."""
     dev = next(generator.parameters()).device
+    if generator.config.draft and draft_gaussians is None:
+        raise ValueError("generate_views: this is a draft generator (config.draft): pass draft_gaussians, the reconstructor's "
+                         "Gaussians of the photo, whose renders at the target views it refines")
+    if not generator.config.draft and draft_gaussians is not None:
+        raise ValueError("generate_views: draft_gaussians given, but this generator takes no drafts (config.draft is false)")
     t0 = time.perf_counter()
     camera = camera.reshape(1).to(dev, torch.float32)
     if cameras is None:
@@ -160,7 +193,12 @@ def generate_views(generator: NovelViewGenerator, photo: Tensor, camera: Cameras
         body = body or BodyModel.load(dev)
         body_maps = body_condition_maps(body, body_vertices.to(dev).float()[None], cameras, generator.config.latent_size,
                                         torch.Generator(dev).manual_seed(int(seed)))
-    cond = view_conditions(generator, photo, camera.resized(s, s), cameras.resized(s, s), body_maps)
+    draft = None
+    if draft_gaussians is not None:
+        g = draft_gaussians.to(dev)
+        g = g if len(g.batch_shape) else g._map(lambda t: t[None])  # (1, N)
+        draft = draft_latents(generator, g, cameras, render_backend)
+    cond = view_conditions(generator, photo, camera.resized(s, s), cameras.resized(s, s), body_maps, draft)
     latents = sample_latents(generator, cond, seed, steps, guidance)[0]
     images = generator.decode(latents)
     if dev.type == "cuda":

@@ -10,6 +10,14 @@ Two modes (``RefineConfig.mode``):
   rays and across them is penalised separately (depth is what one view cannot tell; across-ray drift
   blurs edges), log-scales stay within a band around the prediction, opacity logits are pulled back.
 
+Extra target views (``view_images`` + ``view_cameras``, e.g. the novel-view generator's views at orbit
+cameras) add their RGB loss, weighted ``view_weight`` (averaged over the views), to the photo's. Then *every*
+Gaussian moves, not only the photo's near side: the far side is what those views see, and freezing it would
+leave them nothing to fit; the reason it is frozen otherwise (the photo's colours leaking through onto the
+back) is what the back views' loss now opposes. The regularisers stay as they are for all Gaussians (drift
+measured along and across the photo's rays, the scale band, the colour and opacity pulls), so what no
+view constrains stays near the feed-forward result. The extra views have no matte (they are images on white).
+
 Both run a fixed number of Adam steps at a reduced resolution (``resolution``). Deterministic on CPU
 for a fixed thread count: every op of the render and its backward is (see tests/test_refine.py).
 """
@@ -49,6 +57,7 @@ class RefineConfig:
     drift_weight: float = 0.01  # weight of the (drift / scale)^2 penalty, averaged over Gaussians
     max_log_scale_change: float = math.log(1.5)  # scales stay within x/÷ 1.5 of the prediction
     opacity_prior_weight: float = 0.001  # L2 pull of the opacity logits towards the prediction
+    view_weight: float = 0.5  # extra target views: weight of their mean RGB loss against the photo's (1)
 
     def __post_init__(self) -> None:
         if self.mode not in REFINE_MODES:
@@ -56,9 +65,10 @@ class RefineConfig:
 
 
 def _fit_inputs(camera: Cameras, image: Tensor, resolution: int) -> tuple[Cameras, Tensor]:
-    """The camera (batch 1) and photo (C, H, W) resized to ``resolution`` (channels last)."""
-    target = F.interpolate(image[None].float(), size=(resolution, resolution), mode="area")[0].permute(1, 2, 0)
-    return camera.resized(resolution, resolution), target
+    """The camera (batch V) and images (C, H, W) or (V, C, H, W) resized to ``resolution`` (channels last)."""
+    batch = image[None] if image.dim() == 3 else image
+    target = F.interpolate(batch.float(), size=(resolution, resolution), mode="area").permute(0, 2, 3, 1)
+    return camera.resized(resolution, resolution), target[0] if image.dim() == 3 else target
 
 
 def photo_psnr(gaussians: Gaussians, camera: Cameras, image: Tensor, resolution: int = 256) -> float:
@@ -78,25 +88,32 @@ def _near_side(gaussians: Gaussians, camera: Cameras) -> Tensor:
 
 
 def refine(gaussians: Gaussians, camera: Cameras, image: Tensor, mask: Tensor | None = None,
-           config: RefineConfig | None = None) -> Gaussians:
+           config: RefineConfig | None = None, view_images: Tensor | None = None, view_cameras: Cameras | None = None) -> Gaussians:
     """Gaussians (N,) fitted to the photo ``image`` (3, H, W, on white) seen by ``camera`` (batch 1, the
     photo's crop camera); ``mask`` (H, W) or (1, H, W) the photo's matte in [0, 1], used by the full mode
-    (without it the mode fits colours and geometry to the RGB alone). Returns new Gaussians; the input is
-    not modified."""
+    (without it the mode fits colours and geometry to the RGB alone). ``view_images`` (K, 3, H', W') on white
+    with ``view_cameras`` (K,) at H' x W': extra target views (then all Gaussians move; see the module
+    docstring). Returns new Gaussians; the input is not modified."""
     cfg = config or RefineConfig()
     if cfg.steps <= 0:
         return gaussians
     dev = gaussians.device
     camera = camera.to(dev)
     cam, target = _fit_inputs(camera, image.to(dev), cfg.resolution)
+    if (view_images is None) != (view_cameras is None):
+        raise ValueError("refine: view_images and view_cameras go together")
+    extra = view_images is not None and len(view_images) > 0
+    if extra:  # one render for the photo and the views: (1 + K) cameras
+        view_cams, view_targets = _fit_inputs(view_cameras.to(dev).reshape(-1), view_images.to(dev), cfg.resolution)
+        cam = Cameras.cat([cam.reshape(1), view_cams.to(cam.K.device, cam.K.dtype)])
     full = cfg.mode == "full"
     matte = None
     if full and mask is not None:
         matte = _fit_inputs(camera, mask.to(dev).reshape(1, *mask.shape[-2:]), cfg.resolution)[1]
     g0 = gaussians.detach()
     with torch.no_grad():
-        near = _near_side(g0, cam[0])
-        idx = torch.nonzero(near).squeeze(1)
+        free = torch.ones(g0.num, dtype=torch.bool, device=dev) if extra else _near_side(g0, cam[0])
+        idx = torch.nonzero(free).squeeze(1)
         c2w = torch.linalg.inv(cam.w2c[0].double()).to(g0.means.dtype)
         ray = F.normalize(g0.means[idx] - c2w[:3, 3], dim=-1)  # (n, 3) the photo's ray through each Gaussian
     n = idx.numel()
@@ -129,6 +146,9 @@ def refine(gaussians: Gaussians, camera: Cameras, image: Tensor, mask: Tensor | 
             out = render(g, cam)
             rgb = out.rgb[0]
             loss = F.l1_loss(rgb, target) + F.mse_loss(rgb, target) + prior
+            if extra:
+                views = out.rgb[1:]
+                loss = loss + cfg.view_weight * (F.l1_loss(views, view_targets) + F.mse_loss(views, view_targets))
             if matte is not None:
                 loss = loss + cfg.mask_weight * F.mse_loss(out.alpha[0], matte)
             opt.zero_grad(set_to_none=True)

@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--autoencoder", metavar="DIR", help="override the config's trained autoencoder directory")
     p.add_argument("--init-from", metavar="DIR", help="override the config's warm-start weights (init_from)")
     p.add_argument("--generator", metavar="DIR", help="override the config's novel-view generator weights (generated extra views)")
+    p.add_argument("--reconstructor", metavar="DIR", help="override the config's frozen reconstructor (a draft generator's drafts)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks per rank")
     p.add_argument("--profile", action="store_true",
                    help="synchronise CUDA at every phase of a step so timing.json says where the time goes (a little slower)")
@@ -50,8 +51,12 @@ def run(args) -> int:
         config.init_from = str(Path(args.init_from).resolve())
     if args.generator:
         config.generator = str(Path(args.generator).resolve())
+    if args.reconstructor:
+        config.reconstructor = str(Path(args.reconstructor).resolve())
     if config.init_from and not Path(config.init_from, "model.safetensors").is_file():
         raise UserError(f"init_from weights are missing: {config.init_from}")
+    if config.reconstructor and not Path(config.reconstructor, "model.safetensors").is_file():
+        raise UserError(f"reconstructor weights are missing: {config.reconstructor}")
     if args.time_budget is not None:
         config.time_budget_minutes = args.time_budget
     if args.lr is not None:

@@ -14,12 +14,18 @@ the K target views' latents (in the frozen autoencoder's space) jointly, so they
 Classifier-free guidance is on the photo: in training the photo's tokens are replaced by a learned null
 (``photo_dropout``). Template-free mode: the body maps are zeroed and a learned "no body" embedding is
 added (``body_dropout`` in training), for photos whose fit is not trusted.
+
+Draft-conditioned mode (``draft``): each target token also sees the latent of a *draft* of its view (the
+reconstructor's Gaussians rendered at the target camera on white, encoded like every view), appended after
+the body maps in the target patch conv's input, so the generator only has to add what the draft lacks. In
+training the draft is dropped on ``draft_dropout`` of the samples (zeroed, plus a learned "no draft"
+embedding) so the same weights also run without one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +61,8 @@ class GeneratorConfig:
     body_dropout: float = 0.2  # training: P(body maps dropped): the template-free mode
     sample_steps: int = 6  # Euler steps of the sampler
     guidance: float = 2.0  # classifier-free guidance scale on the photo (1 = none)
+    draft: bool = False  # target tokens also take the latent of a draft view (the reconstructor's render there)
+    draft_dropout: float = 0.1  # training, draft models: P(draft replaced by the learned "no draft" embedding)
 
     def __post_init__(self) -> None:
         self.view_azimuths = tuple(float(a) for a in self.view_azimuths)
@@ -75,11 +83,19 @@ class GeneratorConfig:
     def latent_size(self) -> int:
         return self.image_size // self.autoencoder.downsample
 
+    @property
+    def target_channels(self) -> int:
+        """Input channels of a target view's patch conv: [x_t, rays, body maps] (+ the draft's latent)."""
+        C = self.autoencoder.latent_channels
+        return C + RAY_CHANNELS + CONDITION_CHANNELS + (C if self.draft else 0)
+
 
 @dataclass
 class ViewConditions:
     """What the views are generated from. photo_latent (B,C,h,w); photo_rays (B,6,h,w); target_rays
-    (B,K,6,h,w); body (B,K,CONDITION_CHANNELS,h,w) or None (template-free); photo_keep, body_keep (B,) bool."""
+    (B,K,6,h,w); body (B,K,CONDITION_CHANNELS,h,w) or None (template-free); photo_keep, body_keep (B,) bool;
+    draft (B,K,C,h,w): the draft views' latents (draft generators only; None: no draft), draft_keep (B,) bool
+    or None (all kept when there is a draft)."""
 
     photo_latent: Tensor
     photo_rays: Tensor
@@ -87,16 +103,32 @@ class ViewConditions:
     body: Tensor | None
     photo_keep: Tensor
     body_keep: Tensor
+    draft: Tensor | None = None
+    draft_keep: Tensor | None = None
 
     def with_photo(self, keep: bool) -> ViewConditions:
-        return ViewConditions(self.photo_latent, self.photo_rays, self.target_rays, self.body,
-                              torch.full_like(self.photo_keep, keep), self.body_keep)
+        return replace(self, photo_keep=torch.full_like(self.photo_keep, keep))
+
+    def kept_draft(self) -> Tensor:
+        """(B,) bool: the samples whose draft is used."""
+        if self.draft is None:
+            return torch.zeros_like(self.photo_keep)
+        return torch.ones_like(self.photo_keep) if self.draft_keep is None else self.draft_keep
+
+    def first(self, n: int = 1) -> ViewConditions:
+        """The first ``n`` samples."""
+        return ViewConditions(*(None if v is None else v[:n] for v in (getattr(self, f.name) for f in fields(self))))
 
     @staticmethod
     def cat(items: list[ViewConditions]) -> ViewConditions:
         body = None if any(c.body is None for c in items) else torch.cat([c.body for c in items])
+        drafted = [c.draft is not None for c in items]
+        if any(drafted) and not all(drafted):
+            raise ValueError("ViewConditions.cat: some items have a draft and some do not")
+        draft = torch.cat([c.draft for c in items]) if all(drafted) else None
+        draft_keep = torch.cat([c.kept_draft() for c in items]) if all(drafted) else None
         return ViewConditions(*(torch.cat([getattr(c, k) for c in items]) for k in ("photo_latent", "photo_rays", "target_rays")),
-                              body, torch.cat([c.photo_keep for c in items]), torch.cat([c.body_keep for c in items]))
+                              body, torch.cat([c.photo_keep for c in items]), torch.cat([c.body_keep for c in items]), draft, draft_keep)
 
 
 def time_features(t: Tensor, n: int = TIME_FREQS) -> Tensor:
@@ -137,12 +169,14 @@ class NovelViewGenerator(PretrainedModel):
         C, p = c.autoencoder.latent_channels, c.patch_size
         self.autoencoder = Autoencoder(c.autoencoder).requires_grad_(False)
         L = (c.latent_size // p) ** 2
-        self.target_embed = nn.Conv2d(C + RAY_CHANNELS + CONDITION_CHANNELS, c.dim, p, stride=p)
+        self.target_embed = nn.Conv2d(c.target_channels, c.dim, p, stride=p)  # the draft's channels, if any, last
         self.photo_embed = nn.Conv2d(C + RAY_CHANNELS, c.dim, p, stride=p)
         self.pos_embed = nn.Parameter(torch.randn(1, L, c.dim) * 0.02)
         self.role_embed = nn.Parameter(torch.randn(2, c.dim) * 0.02)  # 0: the photo, 1: a target view
         self.null_photo = nn.Parameter(torch.randn(c.dim) * 0.02)  # replaces the photo's content (CFG)
         self.no_body = nn.Parameter(torch.randn(c.dim) * 0.02)  # marks template-free target views
+        if c.draft:
+            self.no_draft = nn.Parameter(torch.randn(c.dim) * 0.02)  # marks target views without a draft
         self.time_embed = nn.Sequential(nn.Linear(TIME_FREQS, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.blocks = nn.ModuleList(DiTBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.depth))
         self.final_norm = nn.LayerNorm(c.dim, elementwise_affine=False)
@@ -182,12 +216,20 @@ class NovelViewGenerator(PretrainedModel):
         B, K, C, h, w = x_t.shape
         body = cond.body if cond.body is not None else x_t.new_zeros(B, K, CONDITION_CHANNELS, h, w)
         body = body * cond.body_keep.to(body.dtype)[:, None, None, None, None]
-        target_in = torch.cat([x_t, cond.target_rays.to(x_t.dtype), body.to(x_t.dtype)], 2).flatten(0, 1)
-        target = self.target_embed(target_in).flatten(2).transpose(1, 2).unflatten(0, (B, K))  # (B,K,L,D)
+        parts = [x_t, cond.target_rays.to(x_t.dtype), body.to(x_t.dtype)]
+        if c.draft:
+            draft_keep = cond.kept_draft()
+            draft = cond.draft if cond.draft is not None else torch.zeros_like(x_t)
+            parts.append(draft.to(x_t.dtype) * draft_keep.to(x_t.dtype)[:, None, None, None, None])
+        elif cond.draft is not None:
+            raise ValueError("NovelViewGenerator: this generator was not trained with drafts (config.draft is false)")
+        target = self.target_embed(torch.cat(parts, 2).flatten(0, 1)).flatten(2).transpose(1, 2).unflatten(0, (B, K))  # (B,K,L,D)
         photo_latent = cond.photo_latent * cond.photo_keep.to(cond.photo_latent.dtype)[:, None, None, None]
         photo = self.photo_embed(torch.cat([photo_latent, cond.photo_rays.to(photo_latent.dtype)], 1)).flatten(2).transpose(1, 2)
         photo = photo + (~cond.photo_keep).to(photo.dtype)[:, None, None] * self.null_photo
         target = target + (~cond.body_keep).to(target.dtype)[:, None, None, None] * self.no_body
+        if c.draft:
+            target = target + (~draft_keep).to(target.dtype)[:, None, None, None] * self.no_draft
         tokens = torch.cat([(photo + self.role_embed[0])[:, None], target + self.role_embed[1]], 1) + self.pos_embed[:, None]
         L = tokens.shape[2]
         x = tokens.flatten(1, 2)  # (B, (K+1) L, D)
@@ -202,19 +244,24 @@ class NovelViewGenerator(PretrainedModel):
 
     def training_loss(self, x0: Tensor, cond: ViewConditions) -> tuple[Tensor, dict[str, Tensor]]:
         """Flow-matching loss on clean target latents x0 (B,K,C,h,w); the photo / body dropouts of the config
-        are drawn here (torch's global RNG on x0's device), on top of the keeps already in ``cond``."""
+        are drawn here (torch's global RNG on x0's device), on top of the keeps already in ``cond`` (and the
+        draft dropout, for draft models)."""
         c = self.config
         B, dev = x0.shape[0], x0.device
         t = torch.sigmoid(torch.randn(B, device=dev))  # logit-normal: most weight in the middle
         noise = torch.randn_like(x0)
         x_t = (1 - t)[:, None, None, None, None] * x0 + t[:, None, None, None, None] * noise
-        cond = ViewConditions(cond.photo_latent, cond.photo_rays, cond.target_rays, cond.body,
-                              cond.photo_keep & (torch.rand(B, device=dev) >= c.photo_dropout),
-                              cond.body_keep & (torch.rand(B, device=dev) >= c.body_dropout))
+        cond = replace(cond, photo_keep=cond.photo_keep & (torch.rand(B, device=dev) >= c.photo_dropout),
+                       body_keep=cond.body_keep & (torch.rand(B, device=dev) >= c.body_dropout))
+        if c.draft:
+            cond = replace(cond, draft_keep=cond.kept_draft() & (torch.rand(B, device=dev) >= c.draft_dropout))
         v = self(x_t, t, cond)
         loss = F.mse_loss(v.float(), (noise - x0).float())
-        return loss, {"loss/total": loss.detach(), "loss/flow": loss.detach(), "train/photo_kept": cond.photo_keep.float().mean(),
-                      "train/body_kept": cond.body_keep.float().mean()}
+        logs = {"loss/total": loss.detach(), "loss/flow": loss.detach(), "train/photo_kept": cond.photo_keep.float().mean(),
+                "train/body_kept": cond.body_keep.float().mean()}
+        if c.draft:
+            logs["train/draft_kept"] = cond.kept_draft().float().mean()
+        return loss, logs
 
     @torch.no_grad()
     def sample(self, cond: ViewConditions, noise: Tensor, steps: int | None = None, guidance: float | None = None) -> Tensor:

@@ -143,13 +143,15 @@ class PixelSkip(nn.Module):
         return self.net(images * 2 - 1)
 
 
-def zero_rgb_outputs(layer: nn.Linear | nn.Conv2d, group_channels: int, first_rgb: int) -> None:
-    """Zero the weights and biases of ``layer``'s RGB outputs (channels ``first_rgb`` .. +3 of every group of
-    ``group_channels``): with a colour prior the Gaussians then start exactly at the prior's colours."""
-    with torch.no_grad():
-        for start in range(first_rgb, layer.weight.shape[0], group_channels):
-            layer.weight[start : start + RGB] = 0
-            layer.bias[start : start + RGB] = 0
+def zero_rgb_rows(weight: Tensor, bias: Tensor, group_channels: int, first_rgb: int) -> tuple[Tensor, Tensor]:
+    """Copies of an output layer's weight (out, ...) and bias (out,) with the RGB outputs (channels
+    ``first_rgb`` .. +3 of every group of ``group_channels``) zeroed: with a colour prior, Gaussians then
+    start exactly at the prior's colours."""
+    weight, bias = weight.clone(), bias.clone()
+    for start in range(first_rgb, weight.shape[0], group_channels):
+        weight[start : start + RGB] = 0
+        bias[start : start + RGB] = 0
+    return weight, bias
 
 
 def anchor_depth_map(uv: Tensor, z: Tensor, visible: Tensor, cells: tuple[int, int], image_hw: tuple[int, int],

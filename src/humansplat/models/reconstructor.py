@@ -38,7 +38,7 @@ from humansplat.models.heads import (
     PixelSkip,
     anchor_depth_map,
     fourier_embed,
-    zero_rgb_outputs,
+    zero_rgb_rows,
 )
 from humansplat.models.base import PretrainedModel, load_checked, register
 from humansplat.models.silhouette import silhouette_volume
@@ -330,13 +330,16 @@ class Reconstructor(PretrainedModel):
             anchor = anchor._map(lambda t: t.float())
         return Gaussians.cat([pixel, anchor])
 
-    def start_colors_at_prior(self) -> None:
-        """Zero the heads' RGB outputs, so every Gaussian starts at its ``photo_colors`` prior (a warm start from
-        weights trained without it, whose RGB outputs are absolute colours)."""
+    def colors_at_prior(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A copy of a state dict of this architecture with the heads' RGB outputs zeroed, so every Gaussian
+        starts at its ``photo_colors`` prior (a warm start from weights whose RGB outputs are absolute colours)."""
         if not self.config.photo_colors:
-            raise ValueError("start_colors_at_prior: the model has no colour prior (photo_colors is off)")
-        zero_rgb_outputs(self.pixel_head.out, self.pixel_head.out_channels, 1 + RGB_START)
-        zero_rgb_outputs(self.anchor_head.out, BASE_CHANNELS + self.config.feature_dim, RGB_START)
+            raise ValueError("colors_at_prior: the model has no colour prior (photo_colors is off)")
+        state = dict(state)
+        for name, group, first in (("pixel_head.out", self.pixel_head.out_channels, 1 + RGB_START),
+                                   ("anchor_head.out", BASE_CHANNELS + self.config.feature_dim, RGB_START)):
+            state[f"{name}.weight"], state[f"{name}.bias"] = zero_rgb_rows(state[f"{name}.weight"], state[f"{name}.bias"], group, first)
+        return state
 
     def decode_semantics(self, features: Tensor) -> Tensor:
         """Rendered (or per-Gaussian) semantic features (..., F) -> part logits (..., num_classes)."""

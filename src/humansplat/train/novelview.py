@@ -5,11 +5,14 @@
 - ``ExtraViewsConfig`` + ``extra_view_inputs``: the reconstructor fine-tune whose extra input views are the
   generator's samples at orbit cameras (``source: "generated"``) or, cheaper, ground-truth views decoded
   from noised latents (``"degraded"``), so the reconstructor learns to trust them as much as they deserve;
-  supervision stays the ground truth at every camera.
+  supervision stays the ground truth at every camera;
+- ``reconstructor_drafts``: for draft generators, the frozen reconstructor's Gaussians of the photo rendered
+  at the target cameras and encoded: the drafts the generator learns to refine.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -18,10 +21,12 @@ from torch import Tensor, nn
 from humansplat.body.model import BodyModel
 from humansplat.models.autoencoder import Autoencoder
 from humansplat.models.generator import NovelViewGenerator, ViewConditions
-from humansplat.novelview import body_condition_maps, sample_latents, view_conditions
+from humansplat.models.reconstructor import Reconstructor
+from humansplat.novelview import body_condition_maps, draft_latents, sample_latents, view_conditions
 from humansplat.train.step import ViewPlan
 
-__all__ = ["ExtraViewsConfig", "GeneratorStep", "extra_view_inputs", "extra_view_plan", "generator_inputs", "generator_preview"]
+__all__ = ["ExtraViewsConfig", "GeneratorStep", "PreviewRows", "extra_view_inputs", "extra_view_plan", "generator_inputs",
+           "generator_preview", "reconstructor_drafts"]
 
 EXTRA_SOURCES = ("none", "generated", "degraded")
 
@@ -56,11 +61,35 @@ class GeneratorStep(nn.Module):
         return self.model.training_loss(x0, cond)
 
 
+@dataclass
+class PreviewRows:
+    """A training preview of several rows, top to bottom, each (V,3,H,W) (the trainer logs it under ``tag``)."""
+
+    rows: tuple[Tensor, ...]
+    tag: str
+
+
+@torch.no_grad()
+def reconstructor_drafts(reconstructor: Reconstructor, model: NovelViewGenerator, body: BodyModel, batch: dict,
+                         targets: list[int] | None = None, amp=None, backend: str = "auto") -> Tensor:
+    """The drafts' latents (B,K,C,h,w) of an engine batch: the frozen reconstructor on the photo (view 0, its
+    camera) with anchors from ``batch["body_vertices"]`` (as the pipeline makes them from the fitted body),
+    its Gaussians rendered on white at the target views ``targets`` (default 1..V), encoded by ``model``."""
+    images, cams = batch["images"], batch["cameras"]
+    targets = targets or list(range(1, images.shape[1]))
+    anchors = reconstructor.make_anchors(cams[:, 0], batch["masks"][:, 0], batch["body_vertices"].float(), body.vertex_labels)
+    with amp or nullcontext():
+        gaussians = reconstructor(images[:, :1], cams[:, :1], anchors)
+        return draft_latents(model, gaussians, cams[:, targets], backend)
+
+
 @torch.no_grad()
 def generator_inputs(model: NovelViewGenerator, body: BodyModel, batch: dict, targets: list[int] | None = None,
-                     template_free: bool = False, generator: torch.Generator | None = None) -> tuple[Tensor, ViewConditions]:
+                     template_free: bool = False, generator: torch.Generator | None = None,
+                     draft: Tensor | None = None) -> tuple[Tensor, ViewConditions]:
     """Engine batch -> (clean target latents (B,K,C,h,w), conditions). Targets: the orbit views ``targets``
-    (default all of 1..V); the photo is view 0. ``template_free``: no body maps."""
+    (default all of 1..V); the photo is view 0. ``template_free``: no body maps. ``draft``: the drafts'
+    latents (draft generators: ``reconstructor_drafts``)."""
     images, cams = batch["images"], batch["cameras"]
     targets = targets or list(range(1, images.shape[1]))
     B, K = images.shape[0], len(targets)
@@ -69,17 +98,22 @@ def generator_inputs(model: NovelViewGenerator, body: BodyModel, batch: dict, ta
     target_cams = cams[:, targets].resized(s, s)
     maps = None if template_free else body_condition_maps(body, batch["body_vertices"].float(), target_cams,
                                                           model.config.latent_size, generator)
-    return x0, view_conditions(model, images[:, 0], cams[:, 0].resized(s, s), target_cams, maps)
+    return x0, view_conditions(model, images[:, 0], cams[:, 0].resized(s, s), target_cams, maps, draft)
 
 
 @torch.no_grad()
-def generator_preview(model: NovelViewGenerator, x0: Tensor, cond: ViewConditions, photo: Tensor) -> tuple[Tensor, Tensor]:
-    """The first sample's (generated, ground truth) views, the photo first: (1+K,3,S,S) each."""
-    first = ViewConditions(cond.photo_latent[:1], cond.photo_rays[:1], cond.target_rays[:1],
-                           None if cond.body is None else cond.body[:1], cond.photo_keep[:1], cond.body_keep[:1])
+def generator_preview(model: NovelViewGenerator, x0: Tensor, cond: ViewConditions, photo: Tensor) -> tuple[Tensor, Tensor] | PreviewRows:
+    """The first sample's (generated, ground truth) views, the photo first: (1+K,3,S,S) each. With a draft:
+    rows of K views each: the photo (then white), the draft (as the generator sees it: its latent decoded),
+    the generated views, the ground truth."""
+    first = cond.first()
     latents = sample_latents(model, first, 0)[0]
     photo = model.resize(photo[None].float())
-    return torch.cat([photo, model.decode(latents.float())]), torch.cat([photo, model.decode(x0[0].float())])
+    generated, truth = model.decode(latents.float()), model.decode(x0[0].float())
+    if first.draft is None:
+        return torch.cat([photo, generated]), torch.cat([photo, truth])
+    photo_row = torch.cat([photo, torch.ones_like(generated[1:])])
+    return PreviewRows((photo_row, model.decode(first.draft[0].float()), generated, truth), "views/photo_draft_generated_truth")
 
 
 def extra_view_plan(batch: dict, config: ExtraViewsConfig, supervise_views: int, template_free_prob: float,

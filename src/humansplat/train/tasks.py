@@ -28,10 +28,20 @@ from humansplat.models import (
 from humansplat.train.augment import degrade_photo, perturb_body
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
-from humansplat.train.novelview import GeneratorStep, extra_view_inputs, extra_view_plan, generator_inputs, generator_preview
+from humansplat.train.novelview import (
+    GeneratorStep,
+    PreviewRows,
+    extra_view_inputs,
+    extra_view_plan,
+    generator_inputs,
+    generator_preview,
+    reconstructor_drafts,
+)
 from humansplat.train.step import ReconstructionStep, sample_views
 
-Preview = tuple[Tensor, Tensor] | None  # (prediction, target) images (V, 3, H, W) of the first sample
+DRAFT_ONLY_PARAMETERS = ("no_draft",)  # what a draft generator has and a generator without drafts lacks
+
+Preview = tuple[Tensor, Tensor] | PreviewRows | None  # (prediction, target) images (V, 3, H, W) of the first sample, or rows
 
 
 class Task:
@@ -55,19 +65,24 @@ class Task:
     def finish(self, model: PretrainedModel, engine) -> None:
         """Called before every checkpoint (e.g. to set data-dependent constants)."""
 
-    def warm_start(self, model: PretrainedModel, directory: str, skip: tuple[str, ...]) -> dict:
+    def warm_start(self, model: PretrainedModel, directory: str, skip: tuple[str, ...]) -> None:
         """Start from other weights of the same kind; tensors under the ``skip`` prefixes stay freshly initialised.
-        The rest must match in name and shape (a different architecture is an error, not a partial load).
-        Returns the source weights' config."""
-        source, state = read_model_dir(directory, model.model_type)
+        The rest must match in name and shape (a different architecture is an error, not a partial load)."""
+        config, state = read_model_dir(directory, model.model_type)
         own = model.state_dict()
+        state, adapted = self.adapt_warm_start(model, config, state)
         fresh = {k for k in own if k.startswith(tuple(skip))}
         if skip and not fresh:
             raise ValueError(f"init_skip {list(skip)} names no parameter of the model")
         load_checked(model, {**{k: v for k, v in state.items() if k not in fresh}, **{k: own[k] for k in fresh}}, directory)
         if self.main:
-            print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'})")
-        return source
+            note = f"; {adapted}" if adapted else ""
+            print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'}){note}")
+
+    def adapt_warm_start(self, model: PretrainedModel, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+        """The warm-start weights (config and state of the source) made to fit ``model``, and a note saying
+        what was changed (empty: nothing; the default changes nothing)."""
+        return state, ""
 
     def load_frozen_autoencoder(self, expected: AutoencoderConfig) -> Autoencoder:
         """The trained autoencoder named by the config, checked against the model's autoencoder config."""
@@ -116,14 +131,12 @@ class ReconstructorTask(Task):
             model.set_anchor_template(template)
         return model
 
-    def warm_start(self, model: Reconstructor, directory: str, skip: tuple[str, ...]) -> dict:
-        """As ``Task.warm_start``; weights trained without ``photo_colors`` into a model with it start at the prior."""
-        source = super().warm_start(model, directory, skip)
-        if model.config.photo_colors and not source.get("photo_colors", False):
-            model.start_colors_at_prior()
-            if self.main:
-                print("warm start: the RGB outputs are zeroed (the source has no photo colour prior)")
-        return source
+    def adapt_warm_start(self, model: Reconstructor, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+        """Weights trained without ``photo_colors`` into a model with it: their RGB outputs (absolute colours)
+        are zeroed, so every Gaussian starts at its photo colour prior."""
+        if model.config.photo_colors and not config.get("photo_colors", False):
+            return model.colors_at_prior(state), "RGB outputs zeroed (the source has no photo colour prior)"
+        return state, ""
 
     def step_module(self, model: Reconstructor) -> nn.Module:
         loss = ReconstructionLoss(self.cfg.loss).to(self.device)
@@ -158,7 +171,9 @@ class ReconstructorTask(Task):
 
 
 class GeneratorTask(Task):
-    """The novel-view generator: engine view 0 is the photo, views 1..K the targets (``data.views`` = K)."""
+    """The novel-view generator: engine view 0 is the photo, views 1..K the targets (``data.views`` = K).
+    A draft generator (``model.draft``) also gets the frozen ``reconstructor``'s renders of the photo's
+    Gaussians at the targets; ``body_noise`` perturbs the body both it and the condition maps see."""
 
     name = "generator"
     needs_autoencoder = True
@@ -169,15 +184,47 @@ class GeneratorTask(Task):
         if views != model.config.views:
             raise ValueError(f"generator task: data.views ({views}) must equal the model's target views ({model.config.views})")
         model.load_autoencoder(self.load_frozen_autoencoder(model.config.autoencoder))
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.reconstructor = model, 0, None
+        if model.config.draft:
+            if not self.cfg.reconstructor:
+                raise ValueError("generator task: a draft generator (model.draft) needs 'reconstructor': the weights whose renders are the drafts")
+            self.reconstructor = Reconstructor.from_pretrained(self.cfg.reconstructor, self.device).eval().requires_grad_(False)
+        elif self.cfg.reconstructor:
+            raise ValueError("generator task: 'reconstructor' is only used by draft generators (set model.draft to true)")
         return model
+
+    def adapt_warm_start(self, model: NovelViewGenerator, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+        """A draft generator from a generator without drafts: the patch conv weights that grew by input
+        channels (the draft's, appended last) get zeros there, so at step 0 the model computes exactly what
+        the source did whenever a draft is given; parameters only draft models have (``no_draft``) keep their
+        fresh initialisation. Any other difference stays an error (``load_checked``)."""
+        if not model.config.draft or config.get("draft", False):
+            return state, ""
+        own = model.state_dict()
+        state = dict(state)
+        padded = []
+        for k, v in state.items():
+            mine = own.get(k)
+            if mine is not None and v.dim() == 4 and mine.dim() == 4 and mine.shape[1] > v.shape[1] and (
+                    mine.shape[0], *mine.shape[2:]) == (v.shape[0], *v.shape[2:]):
+                state[k] = torch.cat([v, v.new_zeros(v.shape[0], mine.shape[1] - v.shape[1], *v.shape[2:])], 1)
+                padded.append(f"{k} {v.shape[1]}->{mine.shape[1]} input channels")
+        fresh = [k for k in DRAFT_ONLY_PARAMETERS if k in own and k not in state]
+        state.update({k: own[k] for k in fresh})
+        return state, f"draft generator from one without drafts: zero-padded {', '.join(padded) or 'nothing'}; fresh {', '.join(fresh)}"
 
     def step_module(self, model: NovelViewGenerator) -> nn.Module:
         return GeneratorStep(model)
 
     def loss(self, wrapped, batch, amp, gen):
+        cfg = self.cfg
+        if cfg.body_noise.prob > 0:  # the body the pipeline has is a fit: the maps and the draft's anchors both see it
+            batch = {**batch, "body_vertices": perturb_body(self.body, batch["body_params"], batch["body_vertices"], cfg.body_noise, gen)}
+        draft = None
+        if self.reconstructor is not None:
+            draft = reconstructor_drafts(self.reconstructor, self.model, self.body, batch, None, amp, cfg.render_backend)
         with amp:
-            x0, cond = generator_inputs(self.model, self.body, batch)
+            x0, cond = generator_inputs(self.model, self.body, batch, draft=draft)
             loss, logs = wrapped(x0, cond)
         self.calls += 1
         preview = None
@@ -191,4 +238,4 @@ class GeneratorTask(Task):
 
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (AutoencoderTask, ReconstructorTask, GeneratorTask)}
-__all__ = ["TASKS", "Task", "AutoencoderTask", "GeneratorTask", "ReconstructorTask", "ReconstructorConfig", "GeneratorConfig"]
+__all__ = ["TASKS", "PreviewRows", "Task", "AutoencoderTask", "GeneratorTask", "ReconstructorTask", "ReconstructorConfig", "GeneratorConfig"]

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from humansplat.body import BodyModel
 from humansplat.models import WeightsError, load_checked, read_model_dir
 from humansplat.train.config import TrainConfig
-from humansplat.train.tasks import TASKS
+from humansplat.train.tasks import TASKS, PreviewRows
 from humansplat.train.timing import StepTimer, warmup_steps
 from humansplat.utils import atomic_dir, clean_stale_temporaries, file_sha256, pick_device, progress
 
@@ -70,6 +70,17 @@ def rank_seeds(seed: int, rank: int, step: int = 0) -> tuple[int, int]:
         return int.from_bytes(hashlib.sha256(f"{seed}/{rank}/{step}/{stream}".encode()).digest()[:4], "little")
 
     return (seed * 1000 + rank if step == 0 else mixed("data")), mixed("views")
+
+
+def preview_grid(preview) -> tuple[str, Tensor]:
+    """A task's preview as (TensorBoard tag, image grid (3, rows * H, V * W)): ``PreviewRows`` top to bottom,
+    or (prediction, target) images (V,3,H,W) with the target on top."""
+    if isinstance(preview, PreviewRows):
+        rows, tag = preview.rows, preview.tag
+    else:
+        pred, target = preview
+        rows, tag = (target, pred), "views/target_top_prediction_bottom"
+    return tag, torch.cat([torch.cat(list(row), -1) for row in rows], -2).clamp(0, 1)
 
 
 class Trainer:
@@ -320,6 +331,5 @@ class Trainer:
     def _log_images(self) -> None:
         if self.last_render is None:
             return
-        pred, target = self.last_render  # (V,3,H,W) each, first sample
-        grid = torch.cat([torch.cat(list(target), -1), torch.cat(list(pred), -1)], -2).clamp(0, 1)
-        self.writer.add_image("views/target_top_prediction_bottom", grid.float().cpu(), self.step)
+        tag, grid = preview_grid(self.last_render)
+        self.writer.add_image(tag, grid.float().cpu(), self.step)
