@@ -21,17 +21,9 @@ PY=${PY:-python3} DEVICE=${DEVICE:-cuda} NBENCH=${NBENCH:-20}  # DEVICE=cpu: a d
 HS="$PY -m humansplat"
 mkdir -p "$OUT" "$R/evals"
 
-setup() {
-  if [ -f .carry/body.safetensors.xz ] && [ ! -f /tmp/body.safetensors ]; then
-    $PY -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.carry/body.safetensors.xz'), open('/tmp/body.safetensors.tmp', 'wb'))" &&
-      mv /tmp/body.safetensors.tmp /tmp/body.safetensors
-  fi
-  export HUMANSPLAT_BODY_CACHE=$([ -f /tmp/body.safetensors ] && echo /tmp/body.safetensors || echo $PWD/.carry/body.safetensors)
-  [ "$DEVICE" = cuda ] || { export PYTHONPATH=$PWD/src; return; }
-  [ -d /tmp/site/gsplat ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-  timeout 200 $PY -c "import gsplat.cuda._backend as b; assert b._C is not None" || exit 1  # build gsplat once, before any second process
-}
+. "$(dirname "$0")/gpu_common.sh"
+setup() { gpu_setup || exit 1; }
+task_of() { $PY -c "from humansplat.train.config import TrainConfig; print(TrainConfig.load('$1').task)"; }
 runs() { tr ';' '\n' <<< "$RUNS"; }
 report() {
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2> /dev/null
@@ -80,10 +72,11 @@ final)
   while read -r line; do
     name=${line%%=*}; spec=${line#*=}
     [ -f $R/$name/export/model.safetensors ] || { echo "$name: no export"; continue; }
-    if grep -q '"task": *"generator"' "${spec%%:*}"; then
+    task=$(task_of "${spec%%:*}")
+    if [ "$task" = generator ]; then
       (setsid $PY benchmarks/novelview.py --generator $R/$name/export --weights "$BASE" --data "$BENCH" --device "$DEVICE" --out $R/evals/${name}_novelview.json \
         > $R/evals/${name}_novelview.out 2>&1 &)
-    elif [ "$NBENCH" != 0 ]; then
+    elif [ "$task" = reconstructor ] && [ "$NBENCH" != 0 ]; then
       score "$name" $R/$name/export
     fi
     cp $R/$name/export/model.safetensors "$OUT/$name.safetensors"; cp $R/$name/export/MODEL_CARD.md $R/evals/${name}_MODEL_CARD.md 2> /dev/null

@@ -240,3 +240,40 @@ def test_surface_reference_puts_pixel_gaussians_on_the_anchors_front():
     centre = (uv[0] - SIZE / 2).abs().amax(-1) < 6
     assert (z[0][centre] - za.min()).abs().max() < 0.1
     assert (z[0][centre] - za.mean()).abs().min() > 0.05
+
+
+def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
+    from humansplat.gaussians import sh_to_rgb
+    from humansplat.models.reconstructor import UNSEEN_COLOR, anchor_color_prior
+
+    m = make_model(photo_colors=True)
+    m.load_state_dict(m.colors_at_prior(m.state_dict()))
+    cams = cameras([0.0])
+    photo = torch.zeros(1, 1, 3, SIZE, SIZE)
+    photo[..., : SIZE // 2] = torch.tensor([0.1, 0.8, 0.2])[:, None, None]  # a vivid green left half
+    photo[..., SIZE // 2 :] = torch.tensor([0.9, 0.8, 0.1])[:, None, None]  # a yellow right half
+    anchors = m.body_anchors(body_like(), torch.randint(0, 28, (400,)))
+    with torch.no_grad():
+        g = m(photo, cams, anchors)
+    rgb = sh_to_rgb(g.sh[0, :, 0])
+    n_pixel = (SIZE // 2) ** 2
+    # per-pixel Gaussians carry exactly their pixel's colour (2x2 average; the halves are uniform)
+    pixel = rgb[:n_pixel].reshape(SIZE // 2, SIZE // 2, 3)
+    assert torch.allclose(pixel[:, 0], torch.tensor([0.1, 0.8, 0.2]).expand(SIZE // 2, 3), atol=1e-4)
+    assert torch.allclose(pixel[:, -1], torch.tensor([0.9, 0.8, 0.1]).expand(SIZE // 2, 3), atol=1e-4)
+    # anchor Gaussians (front and back alike) take the photo's colour where their anchor projects
+    uv, z = project_points(anchors.xyz, cams[:, 0])
+    visible = (z > 0.05) & (uv >= 0).all(-1) & (uv < SIZE).all(-1)
+    expected = anchor_color_prior(photo[:, 0], uv, visible)[0]
+    assert torch.allclose(rgb[n_pixel:].reshape(64, 2, 3), expected[:, None].expand(64, 2, 3), atol=1e-4)
+    far_left = visible[0] & (uv[0, :, 0] < SIZE / 2 - 6)
+    assert far_left.any() and (expected[far_left, 1] > 0.7).all() and (expected[far_left, 0] < 0.2).all()
+    # an anchor outside the photo gets the neutral prior
+    assert torch.allclose(anchor_color_prior(photo[:, 0], torch.tensor([[[-50.0, 10.0]]]), torch.tensor([[False]])),
+                          torch.full((1, 1, 3), UNSEEN_COLOR))
+
+
+def test_colors_at_prior_needs_the_prior():
+    m = make_model()
+    with pytest.raises(ValueError, match="photo_colors"):
+        m.colors_at_prior(m.state_dict())

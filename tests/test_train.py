@@ -270,6 +270,47 @@ def test_warm_start_loads_weights_except_the_skipped_prefixes(tmp_path, one_subj
         Trainer(tiny_config(tmp_path, init_from=cfg.init_from, init_skip=("no_such_layer",)), tmp_path / "third", device="cpu")
 
 
+def test_warm_start_into_photo_colors_starts_every_gaussian_at_the_prior(tmp_path):
+    """Weights trained without the photo colour prior, warm-started into a model with it: the RGB outputs
+    are zeroed (their absolute colours would otherwise be added to the prior's logit); the rest loads."""
+    from humansplat.train.trainer import Trainer
+
+    t1 = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "first", device="cpu")
+    t1.model.save_pretrained(tmp_path / "plain")
+    cfg = tiny_config(tmp_path, init_from=str(tmp_path / "plain"))
+    cfg.model = {**cfg.model, "photo_colors": True}
+    model = Trainer(cfg, tmp_path / "second", device="cpu").model
+    source, own = t1.model.state_dict(), model.state_dict()
+    assert all(torch.equal(own[k], source[k]) for k in ("pos_embed", "blocks.0.image_self.attn.q.weight", "semantic_decoder.weight"))
+    pixel_rgb = slice(1 + 11, 1 + 14)  # depth, offset 3, quaternion 4, scale 3, opacity 1, then RGB
+    assert own["pixel_head.out.weight"][pixel_rgb].abs().sum() == 0 and own["pixel_head.out.bias"][pixel_rgb].abs().sum() == 0
+    assert torch.equal(own["pixel_head.out.weight"][:pixel_rgb.start], source["pixel_head.out.weight"][:pixel_rgb.start])
+    group = 14 + model.config.feature_dim
+    for k in range(model.config.gaussians_per_anchor):
+        assert own["anchor_head.out.bias"][k * group + 11 : k * group + 14].abs().sum() == 0
+        assert torch.equal(own["anchor_head.out.bias"][k * group : k * group + 11], source["anchor_head.out.bias"][k * group : k * group + 11])
+
+
+def test_semantic_balance_weighs_rare_parts_up():
+    from humansplat.train.losses import LossConfig, ReconstructionLoss, balance_weights
+
+    labels = torch.zeros(1, 10, 10, dtype=torch.long)
+    labels[0, :2] = 5  # 20 % of the pixels
+    labels[0, 9, 9] = 7  # 1 %
+    w = balance_weights(labels, 28, 0.5)
+    assert torch.isclose(w.mean(), torch.tensor(1.0))
+    assert torch.isclose(w[0, 9, 9] / w[0, 5, 5], torch.tensor((0.79 / 0.01) ** 0.5), rtol=1e-4)
+    assert torch.equal(balance_weights(labels, 28, 0.0), torch.ones_like(w))
+    # the loss: a wrong guess on the rare part costs more with the balance than without
+    logits = torch.zeros(1, 28, 10, 10)
+    logits[:, 0] = 5.0
+    logits[0, 5, :2] = 10.0  # background and the 20 % part right, the 1 % part wrong
+    rgb, alpha = torch.ones(1, 3, 10, 10), torch.ones(1, 1, 10, 10)
+    plain = ReconstructionLoss(LossConfig(class_weights={}))(rgb, alpha, logits, rgb, alpha, labels)[1]["loss/semantic"]
+    balanced = ReconstructionLoss(LossConfig(class_weights={}, semantic_balance=0.5))(rgb, alpha, logits, rgb, alpha, labels)[1]["loss/semantic"]
+    assert balanced > 2 * plain
+
+
 def test_train_command_refuses_to_overwrite_a_run(tmp_path):
     from humansplat.cli import main
 

@@ -24,6 +24,8 @@ from humansplat.gaussians import Gaussians, rgb_to_sh
 # raw channel layout shared by both heads (pixel head adds one depth channel in front)
 OFFSET, QUAT, SCALE, OPACITY, RGB = 3, 4, 3, 1, 3
 BASE_CHANNELS = OFFSET + QUAT + SCALE + OPACITY + RGB
+RGB_START = OFFSET + QUAT + SCALE + OPACITY  # first RGB channel of a group (after the pixel head's depth channel)
+PRIOR_MIN = 0.01  # colour priors are clamped to [PRIOR_MIN, 1 - PRIOR_MIN] before their logit
 
 
 def _init_out(layer: nn.Module, feature_dim: int, opacity_bias: float, scale_bias: float, depth: bool) -> None:
@@ -38,14 +40,19 @@ def _init_out(layer: nn.Module, feature_dim: int, opacity_bias: float, scale_bia
         layer.bias.copy_(b.repeat(layer.bias.shape[0] // b.shape[0]))
 
 
-def _activate(raw: Tensor, means: Tensor, log_scale_range: tuple[float, float], feature_dim: int) -> Gaussians:
-    """Raw (..., BASE_CHANNELS + F) channels (offset already applied to ``means``) -> Gaussians."""
+def _activate(raw: Tensor, means: Tensor, log_scale_range: tuple[float, float], feature_dim: int,
+              rgb_prior: Tensor | None = None) -> Gaussians:
+    """Raw (..., BASE_CHANNELS + F) channels (offset already applied to ``means``) -> Gaussians. ``rgb_prior``
+    (broadcast to (..., 3)) in (0, 1): the colour the raw RGB channels are a logit residual on (0.5 without)."""
     o = OFFSET
     quats = raw[..., o : o + QUAT]
     lo, hi = log_scale_range
     log_scales = lo + (hi - lo) * torch.sigmoid(raw[..., o + QUAT : o + QUAT + SCALE])
     opacity = raw[..., o + QUAT + SCALE]
-    rgb = torch.sigmoid(raw[..., o + QUAT + SCALE + 1 : o + QUAT + SCALE + 1 + RGB])
+    rgb_logit = raw[..., o + QUAT + SCALE + 1 : o + QUAT + SCALE + 1 + RGB]
+    if rgb_prior is not None:
+        rgb_logit = rgb_logit + torch.logit(rgb_prior.float().clamp(PRIOR_MIN, 1 - PRIOR_MIN))
+    rgb = torch.sigmoid(rgb_logit)
     feats = raw[..., BASE_CHANNELS : BASE_CHANNELS + feature_dim] if feature_dim else None
     return Gaussians(means=means, quats=quats, log_scales=log_scales, opacity_logits=opacity,
                      sh=rgb_to_sh(rgb)[..., None, :], features=feats)
@@ -76,8 +83,9 @@ class PixelHead(nn.Module):
         return self.out(self.refine(x))
 
     def gaussians(self, raw: Tensor, cameras: Cameras, z_ref: Tensor, depth_range: float, max_offset: float,
-                  log_scale_range: tuple[float, float]) -> Gaussians:
-        """raw (B,V,C,Hg,Wg); cameras (B,V); z_ref (B,V) or per pixel (B,V,Hg,Wg) -> Gaussians (B, V*Hg*Wg)."""
+                  log_scale_range: tuple[float, float], rgb_prior: Tensor | None = None) -> Gaussians:
+        """raw (B,V,C,Hg,Wg); cameras (B,V); z_ref (B,V) or per pixel (B,V,Hg,Wg); rgb_prior (B,V,3,Hg,Wg) or
+        None -> Gaussians (B, V*Hg*Wg)."""
         B, V, _, Hg, Wg = raw.shape
         if z_ref.dim() == 2:
             z_ref = z_ref[:, :, None, None].expand(B, V, Hg, Wg)
@@ -87,7 +95,8 @@ class PixelHead(nn.Module):
         cos = (direction * forward[:, :, None, None]).sum(-1, keepdim=True).clamp_min(1e-3)
         z = z_ref[..., None] + depth_range * torch.tanh(raw[..., :1])
         means = origin + direction * z.clamp_min(0.05) / cos + max_offset * torch.tanh(raw[..., 1 : 1 + OFFSET])
-        g = _activate(raw[..., 1:], means, log_scale_range, self.feature_dim)
+        prior = None if rgb_prior is None else rgb_prior.permute(0, 1, 3, 4, 2)
+        g = _activate(raw[..., 1:], means, log_scale_range, self.feature_dim, prior)
         return g._map(lambda t: t.reshape(B, V * Hg * Wg, *t.shape[4:]))
 
 
@@ -107,11 +116,13 @@ class AnchorHead(nn.Module):
             for j in range(per_anchor):
                 self.out.bias[j * c : j * c + 3] = offsets[j]
 
-    def gaussians(self, tokens: Tensor, xyz: Tensor, max_offset: float, log_scale_range: tuple[float, float]) -> Gaussians:
+    def gaussians(self, tokens: Tensor, xyz: Tensor, max_offset: float, log_scale_range: tuple[float, float],
+                  rgb_prior: Tensor | None = None) -> Gaussians:
+        """tokens (B,A,D); xyz (B,A,3); rgb_prior (B,A,3) or None, shared by an anchor's k Gaussians."""
         B, A, _ = tokens.shape
         raw = self.out(self.mlp(self.norm(tokens))).float().reshape(B, A, self.k, -1)
         means = xyz[:, :, None] + max_offset * torch.tanh(raw[..., :OFFSET])
-        g = _activate(raw, means, log_scale_range, self.feature_dim)
+        g = _activate(raw, means, log_scale_range, self.feature_dim, None if rgb_prior is None else rgb_prior[:, :, None])
         return g._map(lambda t: t.reshape(B, A * self.k, *t.shape[3:]))
 
 
@@ -130,6 +141,17 @@ class PixelSkip(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images * 2 - 1)
+
+
+def zero_rgb_rows(weight: Tensor, bias: Tensor, group_channels: int, first_rgb: int) -> tuple[Tensor, Tensor]:
+    """Copies of an output layer's weight (out, ...) and bias (out,) with the RGB outputs (channels
+    ``first_rgb`` .. +3 of every group of ``group_channels``) zeroed: with a colour prior, Gaussians then
+    start exactly at the prior's colours."""
+    weight, bias = weight.clone(), bias.clone()
+    for start in range(first_rgb, weight.shape[0], group_channels):
+        weight[start : start + RGB] = 0
+        bias[start : start + RGB] = 0
+    return weight, bias
 
 
 def anchor_depth_map(uv: Tensor, z: Tensor, visible: Tensor, cells: tuple[int, int], image_hw: tuple[int, int],

@@ -30,7 +30,16 @@ from humansplat.models.autoencoder import (
     build_encoder,
     encode_mean,
 )
-from humansplat.models.heads import AnchorHead, PixelHead, PixelSkip, anchor_depth_map, fourier_embed
+from humansplat.models.heads import (
+    BASE_CHANNELS,
+    RGB_START,
+    AnchorHead,
+    PixelHead,
+    PixelSkip,
+    anchor_depth_map,
+    fourier_embed,
+    zero_rgb_rows,
+)
 from humansplat.models.base import PretrainedModel, load_checked, register
 from humansplat.models.silhouette import silhouette_volume
 
@@ -50,6 +59,8 @@ class ReconstructorConfig:
     anchor_offset: float = 0.08  # metres
     gaussian_stride: int = 2  # per-pixel Gaussian grid = image_size / stride per view
     pixel_skip_channels: int = 32  # 0 = pure latent input to the pixel head
+    photo_colors: bool = False  # Gaussian colours are logit residuals on the photo's: per-pixel ones on their pixel's,
+    # anchor ones on the (blurred) photo where the anchor projects (front and back of a garment share a colour)
     head_hidden: int = 32
     feature_dim: int = 8
     num_classes: int = NUM_CLASSES
@@ -77,6 +88,20 @@ class ReconstructorConfig:
     def pixel_grid(self) -> int:
         """Side of each input view's per-pixel Gaussian grid; those Gaussians come first, view by view."""
         return self.image_size // self.gaussian_stride
+
+
+ANCHOR_COLOR_GRID = 64  # the photo is area-averaged to this grid before anchors sample their colour prior
+UNSEEN_COLOR = 0.5  # the colour prior of an anchor outside the photo
+
+
+def anchor_color_prior(photo: Tensor, uv: Tensor, visible: Tensor) -> Tensor:
+    """photo (B,3,S,S) in [0,1]; uv (B,A,2) pixels in it; visible (B,A) -> (B,A,3) the blurred photo's colour
+    at each anchor's projection (``UNSEEN_COLOR`` where it does not project into the photo)."""
+    S = photo.shape[-1]
+    small = F.adaptive_avg_pool2d(photo.float(), ANCHOR_COLOR_GRID)
+    grid = (uv.float() / S * 2 - 1)[:, :, None]  # (B,A,1,2), align_corners=False convention
+    rgb = F.grid_sample(small, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0].transpose(1, 2)
+    return torch.where(visible[..., None], rgb, torch.full_like(rgb, UNSEEN_COLOR))
 
 
 @dataclass
@@ -291,14 +316,30 @@ class Reconstructor(PretrainedModel):
         raw = self.pixel_head(tokens.reshape(B * V, h, w, -1), skip)
         raw = raw.unflatten(0, (B, V))
         log_range = lambda r: (math.log(r[0]), math.log(r[1]))
-        anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range))
+        pixel_prior = anchor_prior = None
+        if c.photo_colors:
+            pixel_prior = F.avg_pool2d(flat.float(), c.gaussian_stride).unflatten(0, (B, V))
+            anchor_prior = anchor_color_prior(images[:, 0], uv[:, 0], visible[:, 0])
+        anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range), anchor_prior)
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
             if c.depth_reference == "surface":
                 z_ref = anchor_depth_map(uv, z, visible, (h, w), (s, s), tuple(raw.shape[-2:]), z_ref)
-            pixel = self.pixel_head.gaussians(raw, cameras, z_ref, c.depth_range, c.pixel_offset, log_range(c.pixel_scale_range))
+            pixel = self.pixel_head.gaussians(raw, cameras, z_ref, c.depth_range, c.pixel_offset, log_range(c.pixel_scale_range),
+                                              pixel_prior)
             anchor = anchor._map(lambda t: t.float())
         return Gaussians.cat([pixel, anchor])
+
+    def colors_at_prior(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A copy of a state dict of this architecture with the heads' RGB outputs zeroed, so every Gaussian
+        starts at its ``photo_colors`` prior (a warm start from weights whose RGB outputs are absolute colours)."""
+        if not self.config.photo_colors:
+            raise ValueError("colors_at_prior: the model has no colour prior (photo_colors is off)")
+        state = dict(state)
+        for name, group, first in (("pixel_head.out", self.pixel_head.out_channels, 1 + RGB_START),
+                                   ("anchor_head.out", BASE_CHANNELS + self.config.feature_dim, RGB_START)):
+            state[f"{name}.weight"], state[f"{name}.bias"] = zero_rgb_rows(state[f"{name}.weight"], state[f"{name}.bias"], group, first)
+        return state
 
     def decode_semantics(self, features: Tensor) -> Tensor:
         """Rendered (or per-Gaussian) semantic features (..., F) -> part logits (..., num_classes)."""

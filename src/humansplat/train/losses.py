@@ -21,6 +21,8 @@ class LossConfig:
     mask: float = 1.0
     ssim: float = 0.2
     semantic: float = 0.1
+    semantic_balance: float = 0.0  # the semantic CE weights class c by (its share of the batch's pixels)^-balance
+    # (0: plain; 0.5: inverse square root, so rare parts such as lips, hands, feet are not drowned by clothing)
     pixel_views: float = 0.0  # the input views once more, from the per-pixel Gaussians alone (they must explain what is seen)
     pixel_depth: float = 0.0  # L1 (metres) of the per-pixel Gaussians' depth against the true surface (no streaks off it)
     streaks: float = 0.0  # per-pixel Gaussians stretched along their input view's rays (streak_penalty)
@@ -78,6 +80,15 @@ def streak_penalty(means: Tensor, quats: Tensor, log_scales: Tensor, weights: Te
     across = ((var.sum(-1) - along) / 2).clamp_min(1e-12)
     excess = F.relu(0.5 * torch.log(along.clamp_min(1e-12) / across) - math.log(max_ratio))
     return (excess * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+def balance_weights(labels: Tensor, num_classes: int, power: float) -> Tensor:
+    """Per-pixel weights (same shape as ``labels``) ∝ (share of the pixels with that label)^-power, mean 1."""
+    share = torch.bincount(labels.flatten(), minlength=num_classes).float()
+    share = share / share.sum()
+    per_class = share.clamp_min(1e-8).pow(-power)
+    weights = per_class[labels]
+    return weights / weights.mean()
 
 
 def class_weight_table(weights: dict[str, float]) -> Tensor:
@@ -208,7 +219,8 @@ class ReconstructionLoss(nn.Module):
         logs = {"loss/mse": mse.detach(), "loss/l1": l1.detach(), "loss/mask": mask.detach(), "loss/ssim": ssim_val.detach()}
         if logits is not None and target_labels is not None and c.semantic > 0:
             ce = F.cross_entropy(logits.float(), target_labels, reduction="none")
-            ce = (ce * w[:, 0]).sum() / w.sum()
+            wc = w[:, 0] if c.semantic_balance <= 0 else w[:, 0] * balance_weights(target_labels, logits.shape[1], c.semantic_balance)
+            ce = (ce * wc).sum() / wc.sum()
             total = total + c.semantic * ce
             fg = target_labels > 0
             acc = ((logits.argmax(1) == target_labels) & fg).sum() / fg.sum().clamp_min(1)

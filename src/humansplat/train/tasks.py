@@ -131,6 +131,13 @@ class ReconstructorTask(Task):
             model.set_anchor_template(template)
         return model
 
+    def adapt_warm_start(self, model: Reconstructor, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+        """Weights trained without ``photo_colors`` into a model with it: their RGB outputs (absolute colours)
+        are zeroed, so every Gaussian starts at its photo colour prior."""
+        if model.config.photo_colors and not config.get("photo_colors", False):
+            return model.colors_at_prior(state), "RGB outputs zeroed (the source has no photo colour prior)"
+        return state, ""
+
     def step_module(self, model: Reconstructor) -> nn.Module:
         loss = ReconstructionLoss(self.cfg.loss).to(self.device)
         return ReconstructionStep(model, loss, self.cfg.render_backend, self.body.vertex_labels.to(self.device))
