@@ -64,6 +64,7 @@ def main() -> int:
     p.add_argument("--data", required=True, help="benchmark directory (humansplat data benchmark -o DIR)")
     p.add_argument("--limit", type=int, help="only the first N subjects")
     p.add_argument("--steps", type=int, help="sampler steps (default: the generator's config)")
+    p.add_argument("--draft-start", type=float, help="draft generators: the sampler's start time (SDEdit; default: the generator's config)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the generator's config)")
     p.add_argument("--refine-steps", type=int, help="draft generators: refinement steps (default: the pipeline's; 0: no refinement rows); "
                    "other generators: refinement rows only when given")
@@ -87,6 +88,8 @@ def main() -> int:
 
     device = pick_device(args.device)
     generator = NovelViewGenerator.from_pretrained(args.generator, device)
+    if args.draft_start is not None:
+        generator.config.draft_start = args.draft_start
     model = Reconstructor.from_pretrained(args.weights, device)
     body = BodyModel.load(device)
     dataset = ShardDataset(args.data)

@@ -1,5 +1,6 @@
 """Reconstructor weights side by side on real photos, where no ground truth exists but the photo itself:
-the input-view PSNR before refinement (the render from the photo's camera against the photo), the prior used,
+the input-view PSNR before refinement (the render from the photo's camera against the photo), its colour
+difference and chroma ratio inside the matte (``metrics.color_scores``: hue shifts PSNR hardly sees), the prior used,
 and optionally a contact sheet (photo; per weights: input view, 90 and 180 degrees).
 
     python benchmarks/real_photos.py ../shared/photos/*/*.png --weights v3=src/humansplat/weights/humansplat-main \\
@@ -29,7 +30,7 @@ from humansplat.models import Reconstructor
 from humansplat.pipeline.core import resolve_weights
 from humansplat.pipeline.stages import crop_to_photo, fit_photo, place_in_world, reconstruct_gaussians
 from humansplat.preprocess import PersonNotFound, Preprocessed, preprocess
-from humansplat.refine import photo_psnr
+from humansplat.refine import photo_scores
 
 SHEET_SIZE = 160
 TURNTABLE_FRAMES = 4  # frames 1 and 2: 90 and 180 degrees
@@ -87,20 +88,25 @@ def main() -> int:
                 placement = place_in_world(model, body, pre, body_fit)
                 camera = placement.cameras[0]
                 g = crop_to_photo(reconstruct_gaussians(model, pre, placement), pre, camera[0])
-            row[name], row["prior"] = photo_psnr(g, camera, pre.image), placement.structure_prior
+            scores = photo_scores(g, camera, pre.image, pre.mask)
+            row[name], row["prior"] = scores["psnr"], placement.structure_prior
+            row[f"{name}_delta_e"], row[f"{name}_chroma"] = scores["delta_e"], scores["chroma_ratio"]
             if i < args.sheet_photos:
                 sheet_row += _views(g, camera, SHEET_SIZE)
         rows.append(row)
         if i < args.sheet_photos:
             cells += sheet_row
-    print(f"\n{len(rows)} photos, input-view PSNR before refinement (dB)\n")
-    print("| weights | median | mean | min | body prior | template-free |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n{len(rows)} photos, input view before refinement: PSNR (dB); colour difference (CIE76 delta E, coarse cells in "
+          "the matte) and chroma ratio (render / photo, 1 = as colourful), medians\n")
+    print("| weights | median | mean | min | body prior | template-free | delta E | chroma ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in models:
         v = [r[name] for r in rows]
         by_prior = {p: [r[name] for r in rows if r["prior"] == p] for p in ("body", "template_free")}
         med = {p: f"{statistics.median(x):.2f} ({len(x)})" if x else "-" for p, x in by_prior.items()}
-        print(f"| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} | {min(v):.2f} | {med['body']} | {med['template_free']} |")
+        color = {k: statistics.median(r[f"{name}_{k}"] for r in rows) for k in ("delta_e", "chroma")}
+        print(f"| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} | {min(v):.2f} | {med['body']} | {med['template_free']} "
+              f"| {color['delta_e']:.2f} | {color['chroma']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.sheet and cells:

@@ -223,3 +223,22 @@ def test_benchmark_script_scores_drafts_and_refinement(tmp_path, body):
     for k in ("drafts", "generator"):
         assert {"psnr", "ssim", "masked_psnr", "sharpness"} <= set(out[k]) and out[k]["sharpness"] > 0, k
     assert out["timing"]["generate_s"] > 0
+
+
+def test_sampling_from_the_noised_draft(tmp_path):
+    """draft_start < 1 (SDEdit): the Euler steps start at that flow time from the draft noised to it."""
+    g = draft_generator(tmp_path)
+    base, noise = random_conditions(g)
+    draft = torch.randn(noise.shape, generator=torch.Generator().manual_seed(9))
+    cond = replace(base, draft=draft)
+    with torch.no_grad():
+        from_noise = g.sample(cond, noise, steps=2, guidance=1.0)
+        g.config.draft_start = 0.0
+        assert torch.equal(g.sample(cond, noise, steps=2, guidance=1.0), draft)  # no time left: the draft itself
+        g.config.draft_start = 0.4
+        x0 = 0.6 * draft + 0.4 * noise
+        t = torch.full((1,), 0.4)
+        one_step = x0 - 0.4 * g(x0, t, cond)
+        assert torch.allclose(g.sample(cond, noise, steps=1, guidance=1.0), one_step, atol=1e-5)
+        g.config.draft_start = 1.0
+        assert torch.equal(g.sample(cond, noise, steps=2, guidance=1.0), from_noise)

@@ -108,3 +108,23 @@ def test_extra_target_views_are_fitted_too():
 
     with pytest.raises(ValueError, match="go together"):
         refine(guess, cam, photo, None, cfg, targets, None)
+
+
+def test_color_scores_see_a_hue_shift_that_psnr_hardly_sees():
+    """A dark green garment rendered dark navy: a small PSNR cost, a large colour difference and lost chroma."""
+    from humansplat.metrics import color_scores, psnr, rgb_to_lab
+
+    white_lab = rgb_to_lab(torch.ones(1, 3, 1, 1)).flatten()
+    assert torch.allclose(white_lab, torch.tensor([100.0, 0.0, 0.0]), atol=0.05)
+    green = torch.tensor([0.05, 0.25, 0.12])[None, :, None, None].expand(1, 3, 32, 32)
+    navy = torch.tensor([0.08, 0.12, 0.2])[None, :, None, None].expand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    photo = torch.where(mask > 0, green, torch.ones_like(green))
+    render = torch.where(mask > 0, navy, torch.ones_like(navy))
+    assert float(psnr((render - photo).square().mean())) > 22  # PSNR barely minds
+    same, shifted = color_scores(photo, photo, mask), color_scores(render, photo, mask)
+    assert float(same["delta_e"][0]) < 1e-3 and abs(float(same["chroma_ratio"][0]) - 1) < 1e-5
+    assert float(shifted["delta_e"][0]) > 20  # far beyond just noticeable (about 2.3)
+    grey = torch.where(mask > 0, photo.mean(1, keepdim=True).expand_as(photo), photo)
+    assert float(color_scores(grey, photo, mask)["chroma_ratio"][0]) < 0.05

@@ -289,6 +289,10 @@ def test_warm_start_into_photo_colors_starts_every_gaussian_at_the_prior(tmp_pat
     for k in range(model.config.gaussians_per_anchor):
         assert own["anchor_head.out.bias"][k * group + 11 : k * group + 14].abs().sum() == 0
         assert torch.equal(own["anchor_head.out.bias"][k * group : k * group + 11], source["anchor_head.out.bias"][k * group : k * group + 11])
+    # weights with the prior into a model without it: their RGB outputs would be misread as absolute colours
+    model.save_pretrained(tmp_path / "with_prior")
+    with pytest.raises(ValueError, match="photo_colors"):
+        Trainer(tiny_config(tmp_path, init_from=str(tmp_path / "with_prior")), tmp_path / "third", device="cpu")
 
 
 def test_semantic_balance_weighs_rare_parts_up():

@@ -109,6 +109,8 @@ def evaluate_novel_views(model, generator, subjects, body, device: torch.device,
     out["generator_views"] = len(generator.config.view_azimuths)
     out["steps"] = steps or generator.config.sample_steps
     out["guidance"] = generator.config.guidance if guidance is None else guidance
+    if drafted:
+        out["draft_start"] = generator.config.draft_start
     out["draft"] = drafted
     out["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return out
@@ -134,7 +136,7 @@ def format_novelview_table(summary: dict) -> str:
     lines.append(f"{'generated views (at S px)':26} {g['psnr']:7.2f} {g['ssim']:7.4f} {g['masked_psnr']:7.2f} {'':>6} "
                  f"{g['sharpness']:6.3f} {'':>7} {g['seconds']:7.3f}")
     lines.append(f"{summary['subjects']} subjects, novel views; generator: {summary['generator_views']} views, {summary['steps']} steps, "
-                 f"guidance {summary['guidance']}, {summary['device']}; sharp = Laplacian energy / ground truth's, inside the mask")
+                 f"guidance {summary['guidance']}{', start ' + str(summary['draft_start']) if 'draft_start' in summary else ''}, {summary['device']}; sharp = Laplacian energy / ground truth's, inside the mask")
     if "refine" in summary:
         r = summary["refine"]
         lines.append(f"refine: {r['mode']}, {r['steps']} steps, generated views weighted {r['view_weight']}; the first rows are the "

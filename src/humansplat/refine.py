@@ -33,8 +33,9 @@ from torch import Tensor
 
 from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians, render
+from humansplat.metrics import color_scores, psnr
 
-__all__ = ["REFINE_MODES", "RefineConfig", "refine", "refine_colors", "photo_psnr"]
+__all__ = ["REFINE_MODES", "RefineConfig", "refine", "refine_colors", "photo_psnr", "photo_scores"]
 
 REFINE_MODES = ("colors", "full")
 
@@ -71,13 +72,25 @@ def _fit_inputs(camera: Cameras, image: Tensor, resolution: int) -> tuple[Camera
     return camera.resized(resolution, resolution), target[0] if image.dim() == 3 else target
 
 
-def photo_psnr(gaussians: Gaussians, camera: Cameras, image: Tensor, resolution: int = 256) -> float:
-    """PSNR (dB) of the render from the photo's camera against the photo, both on white."""
+def photo_scores(gaussians: Gaussians, camera: Cameras, image: Tensor, mask: Tensor | None = None,
+                 resolution: int = 256) -> dict[str, float]:
+    """The render from the photo's camera against the photo (both on white): ``psnr`` (dB) and, given the
+    matte ``mask`` ((1,)H,W), the coarse colour fidelity inside it (``metrics.color_scores``: delta_e, chroma_ratio)."""
     cam, target = _fit_inputs(camera, image, resolution)
     with torch.no_grad():
         rgb = render(gaussians, cam.to(gaussians.device)).rgb[0]
-    mse = F.mse_loss(rgb, target.to(rgb.device))
-    return float(-10 * torch.log10(mse.clamp_min(1e-10)))
+    target = target.to(rgb.device)
+    scores = {"psnr": float(psnr(F.mse_loss(rgb, target)))}
+    if mask is not None:
+        matte = _fit_inputs(camera, mask.reshape(1, *mask.shape[-2:]).float(), resolution)[1].to(rgb.device)
+        colors = color_scores(rgb.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None], matte.permute(2, 0, 1)[None])
+        scores.update({k: float(v[0]) for k, v in colors.items()})
+    return scores
+
+
+def photo_psnr(gaussians: Gaussians, camera: Cameras, image: Tensor, resolution: int = 256) -> float:
+    """PSNR (dB) of the render from the photo's camera against the photo, both on white."""
+    return photo_scores(gaussians, camera, image, None, resolution)["psnr"]
 
 
 def _near_side(gaussians: Gaussians, camera: Cameras) -> Tensor:

@@ -63,6 +63,8 @@ class GeneratorConfig:
     guidance: float = 2.0  # classifier-free guidance scale on the photo (1 = none)
     draft: bool = False  # target tokens also take the latent of a draft view (the reconstructor's render there)
     draft_dropout: float = 0.1  # training, draft models: P(draft replaced by the learned "no draft" embedding)
+    draft_start: float = 1.0  # draft models: the sampler starts at this flow time from the draft's latent noised to it
+    # (SDEdit; 1: from pure noise, lower keeps more of the draft's coarse content)
 
     def __post_init__(self) -> None:
         self.view_azimuths = tuple(float(a) for a in self.view_azimuths)
@@ -266,14 +268,16 @@ class NovelViewGenerator(PretrainedModel):
     @torch.no_grad()
     def sample(self, cond: ViewConditions, noise: Tensor, steps: int | None = None, guidance: float | None = None) -> Tensor:
         """Target latents (B,K,C,h,w) from noise of that shape: ``steps`` Euler steps from t = 1 to 0, guided
-        on the photo (guidance 1: a single conditional pass per step). Deterministic given the noise."""
+        on the photo (guidance 1: a single conditional pass per step). Deterministic given the noise. With a
+        draft and ``draft_start`` < 1 the steps run from that time, starting at the draft noised to it."""
         c = self.config
         steps = steps or c.sample_steps
         guidance = c.guidance if guidance is None else guidance
         guided = guidance != 1.0
         both = ViewConditions.cat([cond, cond.with_photo(False)]) if guided else cond
-        x = noise
-        times = torch.linspace(1.0, 0.0, steps + 1, device=noise.device)
+        start = c.draft_start if cond.draft is not None else 1.0
+        x = noise if start >= 1.0 else (1 - start) * cond.draft.to(noise) + start * noise
+        times = torch.linspace(start, 0.0, steps + 1, device=noise.device)
         for i in range(steps):
             t = times[i].expand(x.shape[0])
             if guided:

@@ -133,9 +133,13 @@ class ReconstructorTask(Task):
 
     def adapt_warm_start(self, model: Reconstructor, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
         """Weights trained without ``photo_colors`` into a model with it: their RGB outputs (absolute colours)
-        are zeroed, so every Gaussian starts at its photo colour prior."""
-        if model.config.photo_colors and not config.get("photo_colors", False):
+        are zeroed, so every Gaussian starts at its photo colour prior. The other way round is an error."""
+        source_prior = bool(config.get("photo_colors", False))
+        if model.config.photo_colors and not source_prior:
             return model.colors_at_prior(state), "RGB outputs zeroed (the source has no photo colour prior)"
+        if source_prior and not model.config.photo_colors:
+            raise ValueError("warm start: the source weights predict colours as residuals on the photo's (photo_colors); "
+                             "set \"photo_colors\": true in the config's model")
         return state, ""
 
     def step_module(self, model: Reconstructor) -> nn.Module:
