@@ -418,3 +418,102 @@ def test_skeleton_connections_match_mediapipe():
     from humansplat.preprocess.instances import CONNECTIONS
 
     assert sorted(CONNECTIONS) == sorted(mp.solutions.pose.POSE_CONNECTIONS)
+
+
+# ------------------------------------------------------------------------------- attached parts (held objects)
+
+needs_cv2 = pytest.mark.skipif(not HAVE_MP, reason="opencv (with the 'photo' extra) is not installed")
+
+
+def _hand_scene(busy: bool = False, far: bool = False):
+    """A plain backdrop, a 'person' rectangle with a wrist landmark at its lower left corner and a dark
+    bag (a disc on a strap) hanging from it, or lying away from the hand."""
+    H, W = 240, 200
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (H, W, 3)).astype(np.uint8) if busy else np.full((H, W, 3), (200, 205, 210), np.uint8)
+    matte = np.zeros((H, W), np.float32)
+    matte[40:200, 90:130] = 1.0
+    img[matte > 0] = (60, 60, 120)
+    lms = np.zeros((33, 3), np.float32)
+    lms[[11, 12, 23, 24]] = [[95, 50, 1], [125, 50, 1], [125, 130, 1], [95, 130, 1]]  # torso 80 px
+    lms[15] = (92, 140, 1.0)  # a wrist at the person's edge
+    bag = np.zeros((H, W), bool)
+    yy, xx = np.mgrid[:H, :W]
+    cy, cx = (170, 40) if far else (165, 70)
+    bag |= (yy - cy) ** 2 + (xx - cx) ** 2 < 18**2
+    if not far:
+        bag[140:150, 70:90] = True  # the strap, from the hand
+    img[bag & (matte == 0)] = (30, 25, 20)
+    return img, matte, lms, bag & (matte == 0)
+
+
+@needs_cv2
+def test_held_object_on_a_plain_backdrop_is_kept():
+    import cv2
+
+    from humansplat.preprocess.attached import held_objects
+
+    img, matte, lms, bag = _hand_scene()
+    held = held_objects(img, matte, lms, cv2)
+    assert (held & bag).sum() > 0.95 * bag.sum() and (held & ~bag).sum() < 0.05 * bag.sum()
+    img, matte, lms, bag = _hand_scene(far=True)  # not attached at the hand: not the person's
+    assert not held_objects(img, matte, lms, cv2).any()
+    img, matte, lms, bag = _hand_scene(busy=True)  # a busy background: nothing is guessed
+    assert not held_objects(img, matte, lms, cv2).any()
+    img, matte, lms, bag = _hand_scene()
+    assert held_objects(img, matte, lms, cv2, foreground=np.zeros(matte.shape, bool)).sum() == 0  # an alpha without it
+
+
+def _with_bag(rgb: np.ndarray, wrist: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A dark duffel bag (an ellipse on a strap) hung from ``wrist`` (x, y), ``scale`` px tall."""
+    import cv2
+
+    H, W = rgb.shape[:2]
+    bag = np.zeros((H, W), np.uint8)
+    x, y = int(wrist[0]), int(wrist[1])
+    cv2.ellipse(bag, (x, y + int(0.6 * scale)), (int(0.45 * scale), int(0.3 * scale)), 0, 0, 360, 1, -1)
+    cv2.line(bag, (x, y), (x, y + int(0.4 * scale)), 1, max(2, int(0.05 * scale)))
+    out = rgb.copy()
+    out[bag > 0] = np.array([0.12, 0.1, 0.09], np.float32)
+    return out, bag > 0
+
+
+@needs_mp
+@pytest.mark.parametrize("alone", [True, False])
+def test_held_bag_stays_in_the_matte_and_the_other_person_goes(alone):
+    """A bag hung from his hand (person-only segmentation misses it) is kept; next to a second person
+    (composed group photo, no alpha) her pixels stay out of his matte."""
+    from humansplat.preprocess import detect_person
+
+    layout = [(MAN, 600, 120, 100, False)] if alone else [(WOMAN, 640, 500, 60, False), (MAN, 600, 120, 100, False)]
+    rgb, visible = _group(layout)
+    p = detect_person(rgb)
+    lm = p.landmarks
+    wrist = lm[15] if lm[15, 1] > lm[16, 1] else lm[16]
+    torso = float(np.linalg.norm(lm[[11, 12], :2].mean(0) - lm[[23, 24], :2].mean(0)))
+    rgb, bag = _with_bag(rgb, wrist[:2], torso)
+    bag &= visible[-1] < 0.5
+    m = detect_person(rgb).mask > 0.5
+    assert (m & bag).sum() > 0.9 * bag.sum()
+    if not alone:
+        her = visible[0] > 0.5
+        assert (m & her).sum() / m.sum() < 0.02
+
+
+@needs_mp
+def test_kicked_leg_keeps_its_foot():
+    """A mid-air kick (econ-pose): the whole leg, foot included, is in the matte."""
+    import cv2
+
+    path = PHOTOS / "econ-pose" / "4ac9ca7a3e34a365c073317f98525add.jpg"
+    if not path.exists():
+        pytest.skip("../shared/photos/econ-pose is not available")
+    from humansplat.preprocess import detect_person
+
+    im = load_image(path).rgb
+    im = cv2.resize(im, (im.shape[1] * 400 // im.shape[0], 400), interpolation=cv2.INTER_AREA)
+    p = detect_person(im)
+    m = p.mask > 0.5
+    for i in (25, 26, 27, 28, 29, 30, 31, 32):  # knees, ankles, heels, toes
+        x, y, c = p.landmarks[i]
+        assert c > 0.5 and m[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].any(), i

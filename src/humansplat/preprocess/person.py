@@ -5,7 +5,8 @@ detections give person candidates (connected components of the mask, split where
 several faces; faces outside the mask add candidates of their own). The largest candidate, or the one
 ``person=K`` selects (0 = largest), is cropped with the other candidates painted out, and MediaPipe Pose
 (single-person, model_complexity=1, the only one in the wheel) gives 33 landmarks and its own person mask
-there. Landmarks become COCO-17 keypoints with confidences; the matte is edge-refined with a guided filter.
+there. Landmarks become COCO-17 keypoints with confidences; the matte is edge-refined with a guided filter
+and grown by the objects the person holds (attached.py: segmentation is person-only).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from humansplat.keypoints import VISIBLE_CONFIDENCE
 
+from .attached import held_objects
 from .framing import framing_of
 from .instances import MP_FACE, MP_HIPS, MP_SHOULDERS, body_scale, find_others, own_matte, skeleton_image
 
@@ -122,6 +124,9 @@ def detect_person(rgb: np.ndarray, alpha: np.ndarray | None = None, person: int 
         mask = np.zeros((H, W), np.float32)  # Pose's own person mask, for the region it ran on
         if res.segmentation_mask is not None:
             mask[y0:y1, x0:x1] = _refine(res.segmentation_mask, rgb[y0:y1, x0:x1], cv2)
+    # held objects (a bag): the alpha, or the colours that differ from a plain backdrop, attached at a hand
+    held = held_objects(img8, mask, lms, cv2, None if alpha is None else alpha > MASK_THRESHOLD, seg > MASK_THRESHOLD)
+    mask = np.where(held, 1.0 if alpha is None else alpha, mask)
     mask = _own(mask, seg, lms, img8, faces, alpha is not None, cv2)
     return Person(kp, conf, mask.astype(np.float32), _box(mask, kp, conf, W, H), len(cands), lms)
 
