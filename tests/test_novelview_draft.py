@@ -232,6 +232,7 @@ def test_sampling_from_the_noised_draft(tmp_path):
     draft = torch.randn(noise.shape, generator=torch.Generator().manual_seed(9))
     cond = replace(base, draft=draft)
     with torch.no_grad():
+        g.config.draft_start = 1.0
         from_noise = g.sample(cond, noise, steps=2, guidance=1.0)
         g.config.draft_start = 0.0
         assert torch.equal(g.sample(cond, noise, steps=2, guidance=1.0), draft)  # no time left: the draft itself
@@ -240,5 +241,30 @@ def test_sampling_from_the_noised_draft(tmp_path):
         t = torch.full((1,), 0.4)
         one_step = x0 - 0.4 * g(x0, t, cond)
         assert torch.allclose(g.sample(cond, noise, steps=1, guidance=1.0), one_step, atol=1e-5)
+        assert not torch.allclose(g.sample(cond, noise, steps=2, guidance=1.0), from_noise)
+        without = g.sample(base, noise, steps=2, guidance=1.0)  # no draft given: from noise, whatever draft_start says
         g.config.draft_start = 1.0
         assert torch.equal(g.sample(cond, noise, steps=2, guidance=1.0), from_noise)
+        assert torch.equal(g.sample(base, noise, steps=2, guidance=1.0), without)
+
+
+def test_pipeline_with_a_draft_generator(tmp_path, body):
+    """A pipeline folder naming a draft generator: the novel views come after the reconstruction (drafts are
+    its renders) and become the refinement's extra targets; report and result carry them."""
+    from humansplat.pipeline import Pipeline
+    from humansplat.preprocess import preprocess
+
+    _, rec = tiny_reconstructor(tmp_path, body)
+    draft_generator(tmp_path).save_pretrained(tmp_path / "pipe" / "gen")
+    (tmp_path / "pipe" / "pipeline.json").write_text(json.dumps({"reconstructor": str(rec), "novel_views": "gen"}))
+    inputs = preprocess(ROOT / "examples" / "pexels-photo-6311555-removebg.png", resolution=128)
+    pipe = Pipeline(tmp_path / "pipe", "cpu", refine_steps=2)
+    events = []
+    result = pipe(inputs, on_stage=events.append)
+    assert [e.name for e in events] == ["body_fit", "reconstruct", "crop", "novel_views", "refine"]
+    K, S = pipe.generator.config.views, pipe.generator.config.image_size
+    assert result.novel_views.shape == (K, 3, S, S) and result.report()["novel_views"].endswith("gen")
+    # the generated views are refinement targets: without them the same refinement ends elsewhere
+    pipe.skip.add("novel_views")
+    alone = pipe(inputs)
+    assert alone.novel_views is None and not torch.allclose(alone.gaussians.sh, result.gaussians.sh)

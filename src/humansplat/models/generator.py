@@ -63,8 +63,9 @@ class GeneratorConfig:
     guidance: float = 2.0  # classifier-free guidance scale on the photo (1 = none)
     draft: bool = False  # target tokens also take the latent of a draft view (the reconstructor's render there)
     draft_dropout: float = 0.1  # training, draft models: P(draft replaced by the learned "no draft" embedding)
-    draft_start: float = 1.0  # draft models: the sampler starts at this flow time from the draft's latent noised to it
-    # (SDEdit; 1: from pure noise, lower keeps more of the draft's coarse content)
+    draft_start: float = 0.3  # draft models: the sampler starts at this flow time from the draft's latent noised to it
+    # (SDEdit; 1: from pure noise, lower keeps more of the draft's coarse content; measured, docs/novelview.md:
+    # draft v1's views are 3.0 dB below their drafts from 1, 0.24 dB from 0.3)
 
     def __post_init__(self) -> None:
         self.view_azimuths = tuple(float(a) for a in self.view_azimuths)

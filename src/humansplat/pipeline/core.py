@@ -82,8 +82,13 @@ class Pipeline:
         self.model = Reconstructor.from_pretrained(self.weights, self.device)
         self.body = BodyModel.load(self.device)
         self.generator = self._load_generator(novel_views)
-        self.stages = [Stage("preprocess", self._preprocess), Stage("body_fit", self._fit), Stage("novel_views", self._novel_views),
-                       Stage("reconstruct", self._reconstruct), Stage("crop", self._crop), Stage("refine", self._refine)]  # fmt: skip
+        # the novel views come before the reconstruction (they are its extra inputs), or, from a draft generator
+        # (it corrects the reconstruction's own renders), after it, as the refinement's extra targets
+        novel = [Stage("novel_views", self._novel_views)]
+        drafted = self.generator is not None and self.generator.config.draft
+        self.stages = [Stage("preprocess", self._preprocess), Stage("body_fit", self._fit), *([] if drafted else novel),
+                       Stage("reconstruct", self._reconstruct), Stage("crop", self._crop), *(novel if drafted else []),
+                       Stage("refine", self._refine)]  # fmt: skip
         self.skip = set(skip) | ({"refine"} if self.refine.steps <= 0 else set()) | ({"novel_views"} if self.generator is None else set())
         self.meta = {
             "device": str(self.device),
@@ -141,12 +146,13 @@ class Pipeline:
         p = w.placement
         body = p.body_vertices if p.structure_prior == "body" else None  # None: the generator runs template-free
         height = st.VISIBLE_HEIGHT_M.get(w.inputs.framing, st.VISIBLE_HEIGHT_M["full_body"])
+        draft = w.gaussians if self.generator.config.draft else None  # the cropped reconstruction, in the same world
         w.views = generate_views(self.generator, w.inputs.image.to(self.device), p.cameras[0, 0], body, seed=self.seed,
-                                 body=self.body, height=height)  # fmt: skip
+                                 body=self.body, height=height, draft_gaussians=draft)  # fmt: skip
         return w.views
 
     def _reconstruct(self, w: Work) -> Gaussians:
-        w.gaussians = st.reconstruct_gaussians(self.model, w.inputs, w.placement, w.views)
+        w.gaussians = st.reconstruct_gaussians(self.model, w.inputs, w.placement, w.views)  # no views yet from a draft generator
         return w.gaussians
 
     def _crop(self, w: Work) -> Gaussians:
@@ -155,7 +161,8 @@ class Pipeline:
         return w.gaussians
 
     def _refine(self, w: Work) -> Gaussians:
-        w.gaussians = refine(w.gaussians, w.placement.cameras[0], w.inputs.image, w.inputs.mask, self.refine)
+        targets = (w.views.images, w.views.cameras) if w.views is not None and self.generator.config.draft else (None, None)
+        w.gaussians = refine(w.gaussians, w.placement.cameras[0], w.inputs.image, w.inputs.mask, self.refine, *targets)
         w.quality["input_view_psnr_refined_db"] = photo_psnr(w.gaussians, w.placement.cameras[0], w.inputs.image)
         return w.gaussians
 
