@@ -29,12 +29,17 @@ def tiny_generator(tmp_path: Path) -> NovelViewGenerator:
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def subject():
+def engine_subject(views: int) -> dict:
+    """One seeded 32-px engine subject: view 0 the photo, then ``views - 1`` orbit views."""
     from humansplat.data import EngineConfig, SyntheticEngine
 
-    engine = SyntheticEngine(EngineConfig(resolution=32, views=4), torch.device("cpu"))
+    engine = SyntheticEngine(EngineConfig(resolution=32, views=views), torch.device("cpu"))
     return engine.sample(1, torch.Generator().manual_seed(5))
+
+
+@pytest.fixture(scope="module")
+def subject():
+    return engine_subject(4)
 
 
 def two_view(batch: dict) -> dict:

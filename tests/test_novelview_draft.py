@@ -14,7 +14,7 @@ import torch
 
 from humansplat.models import NovelViewGenerator, WeightsError, load_pretrained
 from humansplat.models.generator import CONDITION_CHANNELS, RAY_CHANNELS, ViewConditions
-from test_novelview import random_conditions, tiny_generator
+from test_novelview import engine_subject, random_conditions, tiny_generator
 from test_train import ROOT, tiny_config
 
 
@@ -46,10 +46,7 @@ def draft_generator(tmp_path: Path) -> NovelViewGenerator:
 
 @pytest.fixture(scope="module")
 def subject():
-    from humansplat.data import EngineConfig, SyntheticEngine
-
-    engine = SyntheticEngine(EngineConfig(resolution=32, views=2), torch.device("cpu"))
-    return engine.sample(1, torch.Generator().manual_seed(5))
+    return engine_subject(2)
 
 
 def test_draft_config_round_trip_and_configs_without_draft(tmp_path):

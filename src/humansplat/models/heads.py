@@ -49,7 +49,7 @@ def _activate(raw: Tensor, means: Tensor, log_scale_range: tuple[float, float], 
     lo, hi = log_scale_range
     log_scales = lo + (hi - lo) * torch.sigmoid(raw[..., o + QUAT : o + QUAT + SCALE])
     opacity = raw[..., o + QUAT + SCALE]
-    rgb_logit = raw[..., o + QUAT + SCALE + 1 : o + QUAT + SCALE + 1 + RGB]
+    rgb_logit = raw[..., RGB_START : RGB_START + RGB]
     if rgb_prior is not None:
         rgb_logit = rgb_logit + torch.logit(rgb_prior.float().clamp(PRIOR_MIN, 1 - PRIOR_MIN))
     rgb = torch.sigmoid(rgb_logit)

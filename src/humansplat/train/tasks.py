@@ -84,6 +84,12 @@ class Task:
         what was changed (empty: nothing; the default changes nothing)."""
         return state, ""
 
+    def with_fitted_body(self, batch: dict, gen: torch.Generator) -> dict:
+        """The batch with its body perturbed as a one-photo fit gets it wrong (``body_noise``; as is when off)."""
+        if self.cfg.body_noise.prob <= 0:
+            return batch
+        return {**batch, "body_vertices": perturb_body(self.body, batch["body_params"], batch["body_vertices"], self.cfg.body_noise, gen)}
+
     def load_frozen_autoencoder(self, expected: AutoencoderConfig) -> Autoencoder:
         """The trained autoencoder named by the config, checked against the model's autoencoder config."""
         if self.cfg.autoencoder is None:
@@ -148,8 +154,7 @@ class ReconstructorTask(Task):
 
     def loss(self, wrapped, batch, amp, gen):
         cfg = self.cfg
-        if cfg.body_noise.prob > 0:
-            batch = {**batch, "body_vertices": perturb_body(self.body, batch["body_params"], batch["body_vertices"], cfg.body_noise, gen)}
+        batch = self.with_fitted_body(batch, gen)
         if cfg.extra_views.source == "none":
             plan = sample_views(batch, cfg.input_view_probs, cfg.supervise_views, cfg.body_anchor_dropout, gen)
             inputs = batch["images"][:, plan.inputs] if cfg.photo_noise.prob > 0 else None
@@ -222,8 +227,7 @@ class GeneratorTask(Task):
 
     def loss(self, wrapped, batch, amp, gen):
         cfg = self.cfg
-        if cfg.body_noise.prob > 0:  # the body the pipeline has is a fit: the maps and the draft's anchors both see it
-            batch = {**batch, "body_vertices": perturb_body(self.body, batch["body_params"], batch["body_vertices"], cfg.body_noise, gen)}
+        batch = self.with_fitted_body(batch, gen)  # the maps and the draft's anchors both see the perturbed body
         draft = None
         if self.reconstructor is not None:
             draft = reconstructor_drafts(self.reconstructor, self.model, self.body, batch, None, amp, cfg.render_backend)
