@@ -16,7 +16,7 @@ set -uo pipefail
 export TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 OUT=${OUT:-/tmp/gpu_out} R=${R:-/tmp/side} BENCH=${BENCH:-/tmp/bench} BASE=${BASE:-src/humansplat/weights/humansplat-main}
 RUNS=${RUNS:-"robust=configs/robust.json;control=configs/streaks.json;gen=configs/novelview.json:--init-from .carry/gen_v1 --lr 2e-4"}
-PROTOCOLS=${PROTOCOLS:-"gt fitted fitted_true_depth"}
+PROTOCOLS=${PROTOCOLS:-"gt fitted fitted_true_depth"}  # eval --body values (+full: --refine full), or template_free
 PY=${PY:-python3} DEVICE=${DEVICE:-cuda} NBENCH=${NBENCH:-20}  # DEVICE=cpu: a dry run of the recipe
 HS="$PY -m humansplat"
 mkdir -p "$OUT" "$R/evals"
@@ -35,10 +35,14 @@ bench_ready() {
   while [ ! -f "$BENCH/SHA256SUMS" ]; do sleep 5; grep -q Traceback $R/bench.out 2> /dev/null && { cat $R/bench.out; return 1; }; done
 }
 score() {  # NAME WEIGHTS: every protocol at once, in the background
-  local p
+  local p args
   for p in $PROTOCOLS; do
-    (setsid $HS eval --weights "$2" --data "$BENCH" --device "$DEVICE" --body "${p%%+*}" $([[ $p == *+full ]] && echo --refine full) \
-      ${LIMIT:+--limit $LIMIT} --out $R/evals/$1_$p.json > $R/evals/$1_$p.out 2>&1 &)
+    case $p in
+    template_free) args="--anchors template_free" ;;
+    *) args="--body ${p%%+*} $([[ $p == *+full ]] && echo --refine full)" ;;
+    esac
+    (setsid $HS eval --weights "$2" --data "$BENCH" --device "$DEVICE" $args ${LIMIT:+--limit $LIMIT} --out $R/evals/$1_$p.json \
+      > $R/evals/$1_$p.out 2>&1 &)
   done
 }
 pack() {

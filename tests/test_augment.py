@@ -104,9 +104,9 @@ def test_reconstructor_task_feeds_the_model_a_perturbed_body_and_a_degraded_phot
     trainer = Trainer(cfg, tmp_path / "run", device="cpu")
     seen = {}
 
-    def step(b, plan, amp, inputs=None):
-        seen.update(batch=b, plan=plan, inputs=inputs)
-        return trainer.wrapped(b, plan, amp, inputs)
+    def step(b, plan, amp, inputs=None, prior=None):
+        seen.update(batch=b, plan=plan, inputs=inputs, prior=prior)
+        return trainer.wrapped(b, plan, amp, inputs, prior)
 
     loss, _, _ = trainer.task.loss(step, batch, nullcontext(), torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
@@ -114,6 +114,11 @@ def test_reconstructor_task_feeds_the_model_a_perturbed_body_and_a_degraded_phot
     clean = batch["images"][:, seen["plan"].inputs]
     assert not torch.equal(seen["inputs"][:, 0], clean[:, 0])  # the photo was degraded ...
     assert torch.equal(seen["batch"]["images"], batch["images"])  # ... and supervision is the clean render
+    assert seen["prior"] is None  # the colour prior reads the degraded photo too
+
+    trainer.task.cfg.photo_noise.clean_prior = True  # now the colour prior reads the clean photo
+    trainer.task.loss(step, batch, nullcontext(), torch.Generator().manual_seed(0))
+    assert not torch.equal(seen["inputs"][:, 0], clean[:, 0]) and torch.equal(seen["prior"], clean)
 
 
 def test_v4_recipe_configs_load():

@@ -273,6 +273,25 @@ def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
                           torch.full((1, 1, 3), UNSEEN_COLOR))
 
 
+def test_photo_color_prior_reads_prior_images_when_given():
+    from humansplat.gaussians import sh_to_rgb
+
+    m = make_model(photo_colors=True)
+    m.load_state_dict(m.colors_at_prior(m.state_dict()))
+    cams = cameras([0.0])
+    grey = torch.full((1, 1, 3, SIZE, SIZE), 0.5)
+    green = torch.tensor([0.1, 0.8, 0.2])[:, None, None].expand(1, 1, 3, SIZE, SIZE)
+    anchors = m.body_anchors(body_like(), torch.randint(0, 28, (400,)))
+    with torch.no_grad():
+        plain, primed = m(grey, cams, anchors), m(grey, cams, anchors, prior_images=green)
+    n_pixel = (SIZE // 2) ** 2
+    assert torch.allclose(sh_to_rgb(primed.sh[0, :n_pixel, 0]), torch.tensor([0.1, 0.8, 0.2]).expand(n_pixel, 3), atol=1e-4)
+    assert torch.allclose(sh_to_rgb(plain.sh[0, :n_pixel, 0]), torch.full((n_pixel, 3), 0.5), atol=1e-4)
+    assert torch.equal(plain.means, primed.means)  # only the colour prior reads them
+    with pytest.raises(ValueError, match="prior_images"):
+        m(grey, cams, anchors, prior_images=green[..., :8])
+
+
 def test_colors_at_prior_needs_the_prior():
     m = make_model()
     with pytest.raises(ValueError, match="photo_colors"):

@@ -265,3 +265,23 @@ def test_pipeline_with_a_draft_generator(tmp_path, body):
     pipe.skip.add("novel_views")
     alone = pipe(inputs)
     assert alone.novel_views is None and not torch.allclose(alone.gaussians.sh, result.gaussians.sh)
+
+
+def test_training_times_of_drafted_samples_stop_at_draft_time_max(tmp_path):
+    """draft_time_max: samples with a draft train at flow times up to it (where the sampler starts them);
+    samples whose draft is dropped keep the whole range."""
+    g = draft_generator(tmp_path).train()
+    g.config.draft_dropout, g.config.draft_time_max = 0.0, 0.3
+    base, noise = random_conditions(g, B=256)
+    keep = torch.arange(256) % 2 == 0
+    cond = replace(base, draft=torch.randn(noise.shape), draft_keep=keep)
+    seen = []
+    forward = g.forward
+    g.forward = lambda x, t, c: seen.append(t) or forward(x, t, c)
+    torch.manual_seed(0)
+    loss, logs = g.training_loss(noise, cond)
+    t = seen[0]
+    assert torch.isfinite(loss) and float(t[keep].max()) <= 0.3 and float(t[~keep].max()) > 0.6
+    assert float(logs["train/draft_kept"]) == 0.5
+    with pytest.raises(ValueError, match="draft_time_max"):
+        replace(g.config, draft_time_max=0.0)

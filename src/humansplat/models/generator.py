@@ -66,6 +66,8 @@ class GeneratorConfig:
     draft_start: float = 0.3  # draft models: the sampler starts at this flow time from the draft's latent noised to it
     # (SDEdit; 1: from pure noise, lower keeps more of the draft's coarse content; measured, docs/novelview.md:
     # draft v1's views are 3.0 dB below their drafts from 1, 0.24 dB from 0.3)
+    draft_time_max: float = 1.0  # training, draft models: flow times of samples with a draft are drawn in [0, this]
+    # (logit-normal, scaled), where the sampler starts them (draft_start); samples without one keep [0, 1]
 
     def __post_init__(self) -> None:
         self.view_azimuths = tuple(float(a) for a in self.view_azimuths)
@@ -76,6 +78,8 @@ class GeneratorConfig:
             raise ValueError(f"image_size {self.image_size} must give a latent grid divisible by patch_size {self.patch_size}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if not 0 < self.draft_time_max <= 1:
+            raise ValueError(f"draft_time_max must be in (0, 1], got {self.draft_time_max}")
 
     @property
     def views(self) -> int:
@@ -253,11 +257,12 @@ class NovelViewGenerator(PretrainedModel):
         B, dev = x0.shape[0], x0.device
         t = torch.sigmoid(torch.randn(B, device=dev))  # logit-normal: most weight in the middle
         noise = torch.randn_like(x0)
-        x_t = (1 - t)[:, None, None, None, None] * x0 + t[:, None, None, None, None] * noise
         cond = replace(cond, photo_keep=cond.photo_keep & (torch.rand(B, device=dev) >= c.photo_dropout),
                        body_keep=cond.body_keep & (torch.rand(B, device=dev) >= c.body_dropout))
         if c.draft:
             cond = replace(cond, draft_keep=cond.kept_draft() & (torch.rand(B, device=dev) >= c.draft_dropout))
+            t = torch.where(cond.kept_draft(), t * c.draft_time_max, t)
+        x_t = (1 - t)[:, None, None, None, None] * x0 + t[:, None, None, None, None] * noise
         v = self(x_t, t, cond)
         loss = F.mse_loss(v.float(), (noise - x0).float())
         logs = {"loss/total": loss.detach(), "loss/flow": loss.detach(), "train/photo_kept": cond.photo_keep.float().mean(),

@@ -283,10 +283,15 @@ class Reconstructor(PretrainedModel):
             cameras = cameras.resized(s, s)
         return images, cameras
 
-    def forward(self, images: Tensor, cameras: Cameras, anchors: Anchors) -> Gaussians:
+    def forward(self, images: Tensor, cameras: Cameras, anchors: Anchors, prior_images: Tensor | None = None) -> Gaussians:
         """images (B,V,3,H,W) in [0,1] on a white background, view 0 the photo; cameras (B,V); anchors for B.
-        Returns Gaussians (B, N), N = V * (image_size / gaussian_stride)^2 + A * gaussians_per_anchor."""
+        ``prior_images`` (like ``images``): what the ``photo_colors`` prior reads instead of ``images`` (training
+        feeds the network a degraded photo and the prior the clean one). Returns Gaussians (B, N),
+        N = V * (image_size / gaussian_stride)^2 + A * gaussians_per_anchor."""
         c = self.config
+        if prior_images is not None and prior_images.shape != images.shape:
+            raise ValueError(f"prior_images {tuple(prior_images.shape)} must match images {tuple(images.shape)}")
+        prior_images = None if prior_images is None or not c.photo_colors else self.prepare_inputs(prior_images, cameras)[0]
         images, cameras = self.prepare_inputs(images, cameras)
         B, V = images.shape[:2]
         flat = images.flatten(0, 1)
@@ -318,8 +323,9 @@ class Reconstructor(PretrainedModel):
         log_range = lambda r: (math.log(r[0]), math.log(r[1]))
         pixel_prior = anchor_prior = None
         if c.photo_colors:
-            pixel_prior = F.avg_pool2d(flat.float(), c.gaussian_stride).unflatten(0, (B, V))
-            anchor_prior = anchor_color_prior(images[:, 0], uv[:, 0], visible[:, 0])
+            seen = images if prior_images is None else prior_images
+            pixel_prior = F.avg_pool2d(seen.flatten(0, 1).float(), c.gaussian_stride).unflatten(0, (B, V))
+            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0], visible[:, 0])
         anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range), anchor_prior)
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)

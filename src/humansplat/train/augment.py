@@ -44,6 +44,8 @@ class PhotoNoiseConfig:
     noise_std: float = 0.03  # at most, per pixel and channel, on [0, 1] images
     blur_sigma: float = 1.2  # at most, pixels of the model's input
     matte_px: int = 2  # at most, matte edge moved in or out by up to this many pixels
+    clean_prior: bool = False  # the photo colour prior (photo_colors) reads the clean photo: a user's photo is its
+    # own truth in the input view, and a prior degraded in training teaches the network to distrust it
 
 
 def _chosen(batch_size: int, prob: float, gen: torch.Generator) -> Tensor | None:

@@ -44,12 +44,15 @@ class ReconstructionStep(nn.Module):
             return self.model.body_anchors(batch["body_vertices"], self.vertex_labels)
         return self.model.template_free_anchors(batch["cameras"][:, 0], batch["masks"][:, 0])
 
-    def forward(self, batch: dict, plan: ViewPlan, amp, inputs: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
-        """``inputs`` (B, len(plan.inputs), 3, H, W): input images other than the ground truth (e.g. generated views)."""
+    def forward(self, batch: dict, plan: ViewPlan, amp, inputs: Tensor | None = None,
+                prior_inputs: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
+        """``inputs`` (B, len(plan.inputs), 3, H, W): input images other than the ground truth (e.g. generated views);
+        ``prior_inputs`` (the same shape): what the photo colour prior reads instead (the clean photo)."""
         images, cameras = batch["images"], batch["cameras"]
         S = len(plan.supervised)  # the inputs come first among them
         with amp:
-            gaussians = self.model(images[:, plan.inputs] if inputs is None else inputs, cameras[:, plan.inputs], self.anchors(batch, plan))
+            gaussians = self.model(images[:, plan.inputs] if inputs is None else inputs, cameras[:, plan.inputs], self.anchors(batch, plan),
+                                   prior_inputs)
         with torch.autocast(images.device.type, enabled=False):
             out = render(gaussians, cameras[:, plan.supervised], background=1.0, backend=self.render_backend)
             rgb = out.rgb.flatten(0, 1).permute(0, 3, 1, 2)

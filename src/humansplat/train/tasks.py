@@ -162,10 +162,12 @@ class ReconstructorTask(Task):
             plan = extra_view_plan(batch, cfg.extra_views, cfg.supervise_views, cfg.body_anchor_dropout, gen)
             with amp:
                 inputs = extra_view_inputs(cfg.extra_views, batch, plan, self.body, gen, *self.extra_view_models())
+        prior = None
         if inputs is not None and cfg.photo_noise.prob > 0:  # only the photo (view 0) is degraded; supervision stays clean
             photo = degrade_photo(inputs[:, 0].float(), batch["masks"][:, 0], cfg.photo_noise, gen).to(inputs.dtype)
+            prior = inputs if cfg.photo_noise.clean_prior else None
             inputs = torch.cat([photo[:, None], inputs[:, 1:]], 1)
-        return wrapped(batch, plan, amp, inputs)
+        return wrapped(batch, plan, amp, inputs, prior)
 
     def extra_view_models(self) -> tuple[NovelViewGenerator | None, Autoencoder | None]:
         """The frozen generator (source "generated") or autoencoder (source "degraded"), loaded once."""
