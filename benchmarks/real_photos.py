@@ -1,10 +1,12 @@
 """Reconstructor weights side by side on real photos, where no ground truth exists but the photo itself:
 the input-view PSNR before refinement (the render from the photo's camera against the photo), its colour
 difference and chroma ratio inside the matte (``metrics.color_scores``: hue shifts PSNR hardly sees), the prior used,
-and optionally a contact sheet (photo; per weights: input view, 90 and 180 degrees).
+the volume measures that catch flat cut-outs (``humansplat.volume``: side silhouette / front, depth / width), and
+optionally a contact sheet (photo; per weights: input view, 90 and 180 degrees). ``--template-free`` forces the
+template-free fallback on every photo, to measure it where the body prior would otherwise be used.
 
     python benchmarks/real_photos.py ../shared/photos/*/*.png --weights v3=src/humansplat/weights/humansplat-main \\
-        new=runs/x/export [--cache DIR] [--sheet docs/x.png --sheet-photos 4] [--json out.json]
+        new=runs/x/export [--cache DIR] [--sheet docs/x.png --sheet-photos 4] [--json out.json] [--template-free]
 
 Photos are preprocessed (MediaPipe; ``--cache`` keeps them as safetensors for the next run) and the body is
 fitted once per photo; every weights folder then runs the pipeline's remaining stages (placement,
@@ -14,6 +16,7 @@ reconstruction, the photo-edge cut; no refinement) on that same fit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -31,6 +34,7 @@ from humansplat.pipeline.core import resolve_weights
 from humansplat.pipeline.stages import crop_to_photo, fit_photo, place_in_world, reconstruct_gaussians
 from humansplat.preprocess import PersonNotFound, Preprocessed, preprocess
 from humansplat.refine import photo_scores
+from humansplat.volume import is_cutout, volume_measures
 
 SHEET_SIZE = 160
 TURNTABLE_FRAMES = 4  # frames 1 and 2: 90 and 180 degrees
@@ -65,6 +69,7 @@ def main() -> int:
     ap.add_argument("--sheet", type=Path, default=None)
     ap.add_argument("--sheet-photos", type=int, default=4, help="the first N photos go into the sheet")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--template-free", action="store_true", help="template-free anchors on every photo (the fallback, measured)")
     args = ap.parse_args()
     named = dict(w.split("=", 1) for w in args.weights if "=" in w)
     if len(named) != len(args.weights):
@@ -83,6 +88,8 @@ def main() -> int:
         row = {"photo": f"{path.parent.name}/{path.name}"}
         sheet_row = [to_uint8(torch.nn.functional.interpolate(pre.image[None], size=(SHEET_SIZE, SHEET_SIZE), mode="area")[0].permute(1, 2, 0))]
         body_fit = fit_photo(pre, body)  # the same fit for every weights folder
+        if args.template_free:
+            body_fit = dataclasses.replace(body_fit, trusted=False)
         for name, model in models.items():
             with torch.no_grad():
                 placement = place_in_world(model, body, pre, body_fit)
@@ -90,6 +97,8 @@ def main() -> int:
                 g = crop_to_photo(reconstruct_gaussians(model, pre, placement), pre, camera[0])
             scores = photo_scores(g, camera, pre.image, pre.mask)
             row[name], row["prior"] = scores["psnr"], placement.structure_prior
+            volume = volume_measures(g, camera)
+            row[f"{name}_side_ratio"], row[f"{name}_depth_ratio"], row[f"{name}_cutout"] = *volume.values(), is_cutout(volume)
             row[f"{name}_delta_e"], row[f"{name}_chroma"] = scores["delta_e"], scores["chroma_ratio"]
             if i < args.sheet_photos:
                 sheet_row += _views(g, camera, SHEET_SIZE)
@@ -98,15 +107,16 @@ def main() -> int:
             cells += sheet_row
     print(f"\n{len(rows)} photos, input view before refinement: PSNR (dB); colour difference (CIE76 delta E, coarse cells in "
           "the matte) and chroma ratio (render / photo, 1 = as colourful), medians\n")
-    print("| weights | median | mean | min | body prior | template-free | delta E | chroma ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| weights | median | mean | min | body prior | template-free | delta E | chroma ratio | side / front | depth / width | cut-outs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in models:
         v = [r[name] for r in rows]
         by_prior = {p: [r[name] for r in rows if r["prior"] == p] for p in ("body", "template_free")}
         med = {p: f"{statistics.median(x):.2f} ({len(x)})" if x else "-" for p, x in by_prior.items()}
-        color = {k: statistics.median(r[f"{name}_{k}"] for r in rows) for k in ("delta_e", "chroma")}
+        med_of = {k: statistics.median(r[f"{name}_{k}"] for r in rows) for k in ("delta_e", "chroma", "side_ratio", "depth_ratio")}
         print(f"| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} | {min(v):.2f} | {med['body']} | {med['template_free']} "
-              f"| {color['delta_e']:.2f} | {color['chroma']:.3f} |")
+              f"| {med_of['delta_e']:.2f} | {med_of['chroma']:.3f} | {med_of['side_ratio']:.2f} | {med_of['depth_ratio']:.2f} "
+              f"| {sum(r[f'{name}_cutout'] for r in rows)} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.sheet and cells:

@@ -295,6 +295,23 @@ def test_warm_start_into_photo_colors_starts_every_gaussian_at_the_prior(tmp_pat
         Trainer(tiny_config(tmp_path, init_from=str(tmp_path / "with_prior")), tmp_path / "third", device="cpu")
 
 
+def test_warm_start_keeps_the_latent_scale_of_the_encoder_it_loads(tmp_path):
+    """The source's encoder comes with its latent scale; only a warm start that skips the encoder takes the
+    configured autoencoder's (a frozen v1 encoder once ran with v2's scale this way)."""
+    from humansplat.models import Autoencoder
+    from humansplat.train.trainer import Trainer
+
+    t1 = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "first", device="cpu")
+    t1.model.config.autoencoder.scale = 1.7
+    t1.model.save_pretrained(tmp_path / "source")
+    configured = Autoencoder.from_pretrained(tmp_path / "ae").config.scale
+    assert configured != 1.7
+    loaded = Trainer(tiny_config(tmp_path, init_from=str(tmp_path / "source")), tmp_path / "second", device="cpu").model
+    assert loaded.config.autoencoder.scale == 1.7
+    skipped = Trainer(tiny_config(tmp_path, init_from=str(tmp_path / "source"), init_skip=("encoder.",)), tmp_path / "third", device="cpu")
+    assert skipped.model.config.autoencoder.scale == configured
+
+
 def test_semantic_balance_weighs_rare_parts_up():
     from humansplat.train.losses import LossConfig, ReconstructionLoss, balance_weights
 

@@ -71,7 +71,8 @@ class ReconstructorConfig:
     pixel_scale_range: tuple[float, float] = (1e-3, 0.05)
     anchor_scale_range: tuple[float, float] = (2e-3, 0.08)
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
-    template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (trained with) or "silhouette" (inflated matte; docs/reconstruct.md)
+    template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (weights up to v5) or "silhouette" (the inflated
+    # matte; v6 trains and uses it: no flat cut-outs, docs/reconstruct.md)
 
     def __post_init__(self) -> None:
         if self.anchor_mode not in ("body", "template_free"):
@@ -152,7 +153,7 @@ def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_
                           shape: str = "cylinder") -> Anchors:
     """Body-prior-free anchors placed from the input view alone. The silhouette's bounding box gives the
     distance (assuming it shows ``height`` metres of person) and centre; without a mask the whole image is
-    the person. ``shape``: "cylinder" (default, what the shipped weights were trained with) fills an upright
+    the person. ``shape``: "cylinder" (the default; weights up to v5 were trained with it) fills an upright
     elliptic cylinder of the silhouette's width; "silhouette" fills the silhouette inflated into a
     body-like volume (``silhouette_volume``: front and back, as thick as a body's cross-sections).
 

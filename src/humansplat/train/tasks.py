@@ -47,6 +47,7 @@ Preview = tuple[Tensor, Tensor] | PreviewRows | None  # (prediction, target) ima
 class Task:
     name: ClassVar[str]
     needs_autoencoder: ClassVar[bool] = False
+    encoder_prefix: ClassVar[str | None] = None  # state-dict prefix of the frozen encoder the model holds
 
     def __init__(self, config: TrainConfig, body: BodyModel, device: torch.device, main: bool = True):
         self.cfg, self.body, self.device, self.main = config, body, device, main
@@ -75,14 +76,28 @@ class Task:
         if skip and not fresh:
             raise ValueError(f"init_skip {list(skip)} names no parameter of the model")
         load_checked(model, {**{k: v for k, v in state.items() if k not in fresh}, **{k: own[k] for k in fresh}}, directory)
+        scale_note = self.take_latent_scale(model, config, skip)
         if self.main:
-            note = f"; {adapted}" if adapted else ""
+            note = "".join(f"; {n}" for n in (adapted, scale_note) if n)
             print(f"warm start from {directory}: {len(own) - len(fresh)} tensors loaded, {len(fresh)} fresh ({', '.join(skip) or 'none'}){note}")
 
     def adapt_warm_start(self, model: PretrainedModel, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
         """The warm-start weights (config and state of the source) made to fit ``model``, and a note saying
         what was changed (empty: nothing; the default changes nothing)."""
         return state, ""
+
+    def take_latent_scale(self, model: PretrainedModel, config: dict, skip: tuple[str, ...]) -> str:
+        """A warm start that loads the source's frozen encoder takes the source's latent scale with it: the
+        scale belongs to those encoder weights, not to the autoencoder the config names (which only sets it
+        when the encoder is skipped). Returns a note when the scale changed."""
+        scale = (config.get("autoencoder") or {}).get("scale")
+        if self.encoder_prefix is None or scale is None or self.encoder_prefix.startswith(tuple(skip)):
+            return ""
+        before = float(model.config.autoencoder.scale)
+        model.config.autoencoder.scale = float(scale)
+        if isinstance(getattr(model, "autoencoder", None), Autoencoder):
+            model.autoencoder.config.scale = float(scale)
+        return "" if before == float(scale) else f"latent scale {float(scale):.4g} from the source (not {before:.4g}): its encoder was loaded"
 
     def with_fitted_body(self, batch: dict, gen: torch.Generator) -> dict:
         """The batch with its body perturbed as a one-photo fit gets it wrong (``body_noise``; as is when off)."""
@@ -126,6 +141,7 @@ class AutoencoderTask(Task):
 class ReconstructorTask(Task):
     name = "reconstructor"
     needs_autoencoder = True
+    encoder_prefix = "encoder."
 
     def build_model(self) -> Reconstructor:
         model = Reconstructor(Reconstructor.config_from_dict(dict(self.cfg.model), "model"))
@@ -188,6 +204,7 @@ class GeneratorTask(Task):
 
     name = "generator"
     needs_autoencoder = True
+    encoder_prefix = "autoencoder."
 
     def build_model(self) -> NovelViewGenerator:
         model = NovelViewGenerator(NovelViewGenerator.config_from_dict(dict(self.cfg.model), "model"))
