@@ -265,6 +265,14 @@ def test_pipeline_with_a_draft_generator(tmp_path, body):
     pipe.skip.add("novel_views")
     alone = pipe(inputs)
     assert alone.novel_views is None and not torch.allclose(alone.gaussians.sh, result.gaussians.sh)
+    # "fuse_views": the reconstruction runs again with the generated views as inputs
+    (tmp_path / "pipe" / "pipeline.json").write_text(json.dumps({"reconstructor": str(rec), "novel_views": "gen", "fuse_views": True}))
+    fused_pipe = Pipeline(tmp_path / "pipe", "cpu", refine_steps=0)
+    events = []
+    fused = fused_pipe(inputs, on_stage=events.append)
+    assert [e.name for e in events] == ["body_fit", "reconstruct", "crop", "novel_views", "fuse"]
+    plain = Pipeline(tmp_path / "pipe", "cpu", refine_steps=0, novel_views="off")(inputs)
+    assert fused.gaussians.means.shape[0] > plain.gaussians.means.shape[0]  # the views' own per-pixel Gaussians
 
 
 def test_training_times_of_drafted_samples_stop_at_draft_time_max(tmp_path):
@@ -285,3 +293,31 @@ def test_training_times_of_drafted_samples_stop_at_draft_time_max(tmp_path):
     assert float(logs["train/draft_kept"]) == 0.5
     with pytest.raises(ValueError, match="draft_time_max"):
         replace(g.config, draft_time_max=0.0)
+
+
+def test_finetune_on_a_draft_generators_views(tmp_path, body, subject):
+    """extra_views from a draft generator: the frozen ``reconstructor`` drafts them (template-free when the
+    plan is); without it the config is refused."""
+    import humansplat.train.novelview as nv
+    from humansplat.train.step import ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    draft_generator(tmp_path).save_pretrained(tmp_path / "dgen")
+    _, rec = tiny_reconstructor(tmp_path, body)
+    cfg = tiny_config(tmp_path, "tiny_novelview_finetune.json", generator=str(tmp_path / "dgen"), reconstructor=str(rec))
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    calls = []
+    real = nv.reconstructor_drafts
+    nv.reconstructor_drafts = lambda *a, **k: calls.append("body_vertices" in a[3]) or real(*a, **k)
+    try:
+        for template_free in (False, True):
+            plan = ViewPlan([0, 1, 2], [0, 1, 2], template_free)
+            inputs = nv.extra_view_inputs(cfg.extra_views, subject, plan, trainer.body, torch.Generator().manual_seed(0),
+                                          *trainer.task.extra_view_models())
+            assert inputs.shape == (1, 3, 3, 32, 32) and torch.equal(inputs[:, 0], subject["images"][:, 0])
+    finally:
+        nv.reconstructor_drafts = real
+    assert calls == [True, False]  # drafted on the body, then template-free
+    bare = tiny_config(tmp_path, "tiny_novelview_finetune.json", generator=str(tmp_path / "dgen"))
+    with pytest.raises(ValueError, match="reconstructor"):
+        Trainer(bare, tmp_path / "run2", device="cpu").task.extra_view_models()

@@ -234,7 +234,9 @@ def test_pixel_depth_error_on_two_planes():
     assert float(pixel_depth_error(bad.reshape(1, 16, 3), w2c, depths, 4)) > 0.05
 
 
-def test_pixel_depth_term(tmp_path, one_subject):
+def step_losses(tmp_path: Path, batch: dict, **terms):
+    """One tiny model's training step on ``batch`` (input view 0, supervised 0 and 1) with the LossConfig
+    ``terms`` and without them: (loss with, its logs, loss without, the step with them)."""
     from contextlib import nullcontext
 
     from humansplat.train.step import ReconstructionStep, ViewPlan
@@ -242,12 +244,17 @@ def test_pixel_depth_term(tmp_path, one_subject):
 
     trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
     plan = ViewPlan(inputs=[0], supervised=[0, 1], template_free=False)
-    losses = {}
-    for weight in (0.0, 2.0):
-        step = ReconstructionStep(trainer.model, ReconstructionLoss(LossConfig(pixel_depth=weight)), "torch", trainer.body.vertex_labels)
+    runs = {}
+    for on in (False, True):
+        step = ReconstructionStep(trainer.model, ReconstructionLoss(LossConfig(**(terms if on else {}))), "torch", trainer.body.vertex_labels)
         torch.manual_seed(0)
-        losses[weight] = step(one_subject, plan, nullcontext())
-    (with_term, logs, _), (without, _, _) = losses[2.0], losses[0.0]
+        runs[on] = (step, step(batch, plan, nullcontext()))
+    (step, (with_terms, logs, _)), (_, (without, _, _)) = runs[True], runs[False]
+    return with_terms, logs, without, step
+
+
+def test_pixel_depth_term(tmp_path, one_subject):
+    with_term, logs, without, _ = step_losses(tmp_path, one_subject, pixel_depth=2.0)
     assert float(logs["metric/pixel_depth_cm"]) > 0
     assert torch.allclose(with_term - without, 2.0 * logs["metric/pixel_depth_cm"] / 100, atol=1e-5)
 

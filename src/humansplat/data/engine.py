@@ -25,6 +25,7 @@ from humansplat.body.parts import CLASS_ID, NUM_CLASSES
 from humansplat.cameras import Cameras
 from humansplat.config import from_dict, to_dict
 from humansplat.data import views as vw
+from humansplat.data.crops import crop_cameras, region_boxes, region_vertex_masks
 from humansplat.data.device import constant, to_device
 from humansplat.data.dressing import BodySurface, body_surfels
 from humansplat.data.loose import loose_surfels
@@ -63,6 +64,7 @@ class EngineConfig:
     years: tuple[float, float] = (4.0, 85.0)
     pose_kinds: tuple[str, ...] | None = None
     render_chunk: int = 0  # subjects per renderer call; 0: as many as fit ~4 GB of raw render output
+    crop_size: int = 0  # > 0: also zoomed crops of the face and hands at this size (data/crops.py); 0: none
     backend: str = "auto"
 
     @property
@@ -218,4 +220,25 @@ class SyntheticEngine:
         out = self.render(subjects, cams)
         dev = self.device
         out.update(cameras=cams, body_vertices=subjects.vertices.to(dev), body_params=subjects.params.to(dev), body_keypoints=subjects.keypoints.to(dev))
+        if self.config.crop_size > 0:
+            out.update(self.region_crops(subjects, cams, g))
         return out
+
+    @torch.no_grad()
+    def region_crops(self, subjects: SubjectBatch, cameras: Cameras, generator: torch.Generator) -> dict:
+        """Crops of each of ``CROP_REGIONS`` through the input view and one orbit view drawn per subject, at
+        ``crop_size`` px (data/crops.py): crop_images (B, C, 3, S, S), crop_masks (B, C, 1, S, S), crop_labels
+        (B, C, S, S), crop_cameras (B, C), crop_valid (B, C) bool; C = 2 views x regions, view by view."""
+        B, V = cameras.batch_shape
+        orbit = torch.randint(1, V, (B,), generator=generator).to(cameras.K.device)
+        rows, views = torch.arange(B, device=orbit.device)[:, None], torch.stack([torch.zeros_like(orbit), orbit], 1)
+        two = Cameras(cameras.K[rows, views], cameras.w2c[rows, views], cameras.width, cameras.height)  # (B, 2)
+        vertices = subjects.vertices.to(self.device)
+        found = [region_boxes(vertices[:, m], two) for m in region_vertex_masks(self.body.vertex_labels.to(self.device))]
+        boxes, valid = torch.stack([b for b, _ in found], 2), torch.stack([v for _, v in found], 2)  # (B, 2, R, ...)
+        R = boxes.shape[2]
+        per_crop = Cameras(two.K[:, :, None].expand(B, 2, R, 3, 3), two.w2c[:, :, None].expand(B, 2, R, 4, 4), two.width, two.height)
+        crops = crop_cameras(per_crop, boxes, self.config.crop_size).reshape(B, 2 * R)
+        maps = self.render(subjects, crops)
+        return {"crop_images": maps["images"], "crop_masks": maps["masks"], "crop_labels": maps["labels"], "crop_cameras": crops,
+                "crop_valid": valid.reshape(B, 2 * R)}

@@ -78,18 +78,21 @@ class Pipeline:
         self.seed, self.fit_iters = seed, fit_iters
         t = time.perf_counter()
         self.paths = resolve_weights(weights)
+        self.fuse_views = bool(pipeline_options(weights).get("fuse_views", False))
         self.weights = self.paths["reconstructor"]
         self.model = Reconstructor.from_pretrained(self.weights, self.device)
         self.body = BodyModel.load(self.device)
         self.generator = self._load_generator(novel_views)
         # the novel views come before the reconstruction (they are its extra inputs), or, from a draft generator
-        # (it corrects the reconstruction's own renders), after it, as the refinement's extra targets
+        # (it corrects the reconstruction's own renders), after it, as the refinement's extra targets; with
+        # "fuse_views" in pipeline.json (a reconstructor fine-tuned on such views) they are also fused: the
+        # reconstruction runs again with them as inputs
         novel = [Stage("novel_views", self._novel_views)]
         drafted = self.generator is not None and self.generator.config.draft
         self.stages = [Stage("preprocess", self._preprocess), Stage("body_fit", self._fit), *([] if drafted else novel),
                        Stage("reconstruct", self._reconstruct), Stage("crop", self._crop), *(novel if drafted else []),
-                       Stage("refine", self._refine)]  # fmt: skip
-        self.skip = set(skip) | ({"refine"} if self.refine.steps <= 0 else set()) | ({"novel_views"} if self.generator is None else set())
+                       *([Stage("fuse", self._fuse)] if drafted and self.fuse_views else []), Stage("refine", self._refine)]  # fmt: skip
+        self.skip = set(skip) | ({"refine"} if self.refine.steps <= 0 else set()) | ({"novel_views", "fuse"} if self.generator is None else set())
         self.meta = {
             "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or platform.machine(),
@@ -160,6 +163,13 @@ class Pipeline:
         w.quality["input_view_psnr_db"] = photo_psnr(w.gaussians, w.placement.cameras[0], w.inputs.image)
         return w.gaussians
 
+    def _fuse(self, w: Work) -> Gaussians:
+        if w.views is None:  # the novel views were skipped: keep the first reconstruction
+            return w.gaussians
+        w.gaussians = st.crop_to_photo(st.reconstruct_gaussians(self.model, w.inputs, w.placement, w.views), w.inputs, w.placement.cameras[0, 0])
+        w.quality["input_view_psnr_fused_db"] = photo_psnr(w.gaussians, w.placement.cameras[0], w.inputs.image)
+        return w.gaussians
+
     def _refine(self, w: Work) -> Gaussians:
         targets = (w.views.images, w.views.cameras) if w.views is not None and self.generator.config.draft else (None, None)
         w.gaussians = refine(w.gaussians, w.placement.cameras[0], w.inputs.image, w.inputs.mask, self.refine, *targets)
@@ -187,6 +197,15 @@ class Pipeline:
             meta={**self.meta, "refine_steps": 0 if "refine" in self.skip else self.refine.steps, "refine_mode": self.refine.mode,
                   **{k: round(v, 2) for k, v in w.quality.items()}},
         )
+
+
+def pipeline_options(weights: str | Path | None) -> dict:
+    """The non-folder entries of a pipeline folder's ``pipeline.json`` (e.g. ``"fuse_views": true``); {} without one."""
+    index = (Path(weights) if weights is not None else WEIGHTS_ROOT) / INDEX_FILE
+    if not index.is_file():
+        return {}
+    names = json.loads(index.read_text())  # resolve_weights has already checked it
+    return {k: v for k, v in names.items() if not isinstance(v, str)}
 
 
 def resolve_weights(weights: str | Path | None) -> dict[str, Path]:

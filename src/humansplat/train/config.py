@@ -36,7 +36,8 @@ class TrainConfig:
     supervise_views: int = 8  # rendered and supervised per sample (the input views always among them)
     body_anchor_dropout: float = 0.2  # body-prior models: share of steps on template-free anchors (the fallback)
     generator: str | None = None  # novel-view generator weights (reconstructor with generated extra views), relative to the config file
-    reconstructor: str | None = None  # draft generators: the frozen reconstructor whose renders are the drafts, relative to the config file
+    reconstructor: str | None = None  # the frozen reconstructor whose renders are a draft generator's drafts (training that
+    # generator, or a reconstructor on its views), relative to the config file
     extra_views: ExtraViewsConfig = field(default_factory=ExtraViewsConfig)  # reconstructor: generated / degraded extra input views
     body_noise: BodyNoiseConfig = field(default_factory=BodyNoiseConfig)  # reconstructor, generator: the body prior perturbed as a fit would
     photo_noise: PhotoNoiseConfig = field(default_factory=PhotoNoiseConfig)  # reconstructor: the input photo degraded as a camera would

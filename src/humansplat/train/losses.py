@@ -27,6 +27,8 @@ class LossConfig:
     pixel_depth: float = 0.0  # L1 (metres) of the per-pixel Gaussians' depth against the true surface (no streaks off it)
     streaks: float = 0.0  # per-pixel Gaussians stretched along their input view's rays (streak_penalty)
     streak_max_ratio: float = 1.5  # along-ray / across-ray spread allowed for free (a surfel at a grazing angle: <~1.4)
+    region_crops: float = 0.0  # the face and hand crops (data.crop_size > 0: zoomed renders, data/crops.py) scored with
+    # these same losses, at this weight: HumanSplat's hierarchical losses at a higher resolution
     lpips: float = 0.0  # used only when lpips_weights names a local file
     lpips_weights: str | None = None  # safetensors with our LPIPS-VGG layout (see LPIPS); never downloaded
     # hierarchical reweighting: pixel weight = weight of its ground-truth part (1 for classes not listed);

@@ -73,11 +73,13 @@ class PreviewRows:
 def reconstructor_drafts(reconstructor: Reconstructor, model: NovelViewGenerator, body: BodyModel, batch: dict,
                          targets: list[int] | None = None, amp=None, backend: str = "auto") -> Tensor:
     """The drafts' latents (B,K,C,h,w) of an engine batch: the frozen reconstructor on the photo (view 0, its
-    camera) with anchors from ``batch["body_vertices"]`` (as the pipeline makes them from the fitted body),
-    its Gaussians rendered on white at the target views ``targets`` (default 1..V), encoded by ``model``."""
+    camera) with anchors from ``batch["body_vertices"]`` (as the pipeline makes them from the fitted body;
+    template-free ones when the batch has none), its Gaussians rendered on white at the target views
+    ``targets`` (default 1..V), encoded by ``model``."""
     images, cams = batch["images"], batch["cameras"]
     targets = targets or list(range(1, images.shape[1]))
-    anchors = reconstructor.make_anchors(cams[:, 0], batch["masks"][:, 0], batch["body_vertices"].float(), body.vertex_labels)
+    vertices = batch.get("body_vertices")
+    anchors = reconstructor.make_anchors(cams[:, 0], batch["masks"][:, 0], None if vertices is None else vertices.float(), body.vertex_labels)
     with amp or nullcontext():
         gaussians = reconstructor(images[:, :1], cams[:, :1], anchors)
         return draft_latents(model, gaussians, cams[:, targets], backend)
@@ -130,9 +132,11 @@ def extra_view_plan(batch: dict, config: ExtraViewsConfig, supervise_views: int,
 
 @torch.no_grad()
 def extra_view_inputs(config: ExtraViewsConfig, batch: dict, plan: ViewPlan, body: BodyModel, gen: torch.Generator,
-                      generator: NovelViewGenerator | None = None, autoencoder: Autoencoder | None = None) -> Tensor:
+                      generator: NovelViewGenerator | None = None, autoencoder: Autoencoder | None = None,
+                      drafter: Reconstructor | None = None, backend: str = "auto") -> Tensor:
     """The input images (B, len(plan.inputs), 3, H, W): the photo, then the extra views as the pipeline
-    would give them: generated (template-free when the plan is) or ground truth decoded from noised latents."""
+    would give them: generated (template-free when the plan is; a draft generator corrects ``drafter``'s
+    renders there) or ground truth decoded from noised latents."""
     images = batch["images"]
     extra = plan.inputs[1:]
     if not extra or config.source == "none":
@@ -143,7 +147,14 @@ def extra_view_inputs(config: ExtraViewsConfig, batch: dict, plan: ViewPlan, bod
         if generator is None:
             raise ValueError("extra_views.source 'generated' needs the generator's weights ('generator' in the config)")
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        _, cond = generator_inputs(generator, body, batch, extra, plan.template_free, torch.Generator(images.device).manual_seed(seed))
+        draft = None
+        if generator.config.draft:
+            if drafter is None:
+                raise ValueError("a draft generator's extra views need the reconstructor whose renders are the drafts")
+            seen = {k: v for k, v in batch.items() if k != "body_vertices"} if plan.template_free else batch  # as its anchors are
+            draft = reconstructor_drafts(drafter, generator, body, seen, extra, None, backend)
+        _, cond = generator_inputs(generator, body, batch, extra, plan.template_free, torch.Generator(images.device).manual_seed(seed),
+                                   draft=draft)
         latents = sample_latents(generator, cond, seed, config.steps, config.guidance)
         views = generator.decode(latents.flatten(0, 1).float())
     else:

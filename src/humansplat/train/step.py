@@ -86,6 +86,23 @@ class ReconstructionStep(nn.Module):
                                         self.loss.config.streak_max_ratio)  # fmt: skip
                 loss = loss + self.loss.config.streaks * streak
                 logs["loss/streaks"] = streak.detach()
+            if self.loss.config.region_crops > 0 and "crop_images" in batch:
+                crop_loss, crop_logs = self.region_crop_loss(gaussians, batch)
+                if crop_loss is not None:
+                    loss = loss + self.loss.config.region_crops * crop_loss
+                    logs["loss/region_crops"], logs["metric/crop_psnr"] = crop_loss.detach(), crop_logs["metric/psnr"]
         logs["train/input_views"] = torch.tensor(float(len(plan.inputs)))
         logs["train/pixel_opacity"] = gaussians.opacity_logits[:, :n_pixel].detach().float().sigmoid().mean()
         return loss, logs, (rgb[:S].detach(), target[:S])
+
+    def region_crop_loss(self, gaussians, batch: dict) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """The reconstruction losses on the valid face and hand crops (None when no crop is valid)."""
+        valid = batch["crop_valid"].flatten()
+        if not bool(valid.any()):
+            return None, {}
+        out = render(gaussians, batch["crop_cameras"], background=1.0, backend=self.render_backend)
+        pick = lambda t: t.flatten(0, 1)[valid]
+        rgb, alpha = pick(out.rgb).permute(0, 3, 1, 2), pick(out.alpha).permute(0, 3, 1, 2)
+        logits = None if out.features is None else self.model.decode_semantics(pick(out.features)).permute(0, 3, 1, 2)
+        labels = pick(batch["crop_labels"]).long() if "crop_labels" in batch else None
+        return self.loss(rgb, alpha, logits, pick(batch["crop_images"]).float(), pick(batch["crop_masks"]).float(), labels)

@@ -177,7 +177,7 @@ class ReconstructorTask(Task):
         else:
             plan = extra_view_plan(batch, cfg.extra_views, cfg.supervise_views, cfg.body_anchor_dropout, gen)
             with amp:
-                inputs = extra_view_inputs(cfg.extra_views, batch, plan, self.body, gen, *self.extra_view_models())
+                inputs = extra_view_inputs(cfg.extra_views, batch, plan, self.body, gen, *self.extra_view_models(), cfg.render_backend)
         prior = None
         if inputs is not None and cfg.photo_noise.prob > 0:  # only the photo (view 0) is degraded; supervision stays clean
             photo = degrade_photo(inputs[:, 0].float(), batch["masks"][:, 0], cfg.photo_noise, gen).to(inputs.dtype)
@@ -185,15 +185,22 @@ class ReconstructorTask(Task):
             inputs = torch.cat([photo[:, None], inputs[:, 1:]], 1)
         return wrapped(batch, plan, amp, inputs, prior)
 
-    def extra_view_models(self) -> tuple[NovelViewGenerator | None, Autoencoder | None]:
-        """The frozen generator (source "generated") or autoencoder (source "degraded"), loaded once."""
+    def extra_view_models(self) -> tuple[NovelViewGenerator | None, Autoencoder | None, Reconstructor | None]:
+        """The frozen generator (source "generated") or autoencoder (source "degraded"), loaded once; for a
+        draft generator also the frozen ``reconstructor`` whose renders are its drafts (as in the pipeline,
+        where the first reconstruction drafts the views that the second one fuses)."""
         if not hasattr(self, "_extra_models"):
-            source = self.cfg.extra_views.source
-            if source == "generated" and not self.cfg.generator:
+            cfg, source = self.cfg, self.cfg.extra_views.source
+            if source == "generated" and not cfg.generator:
                 raise ValueError("extra_views.source 'generated' needs 'generator': the generator's weights directory")
-            gen_model = NovelViewGenerator.from_pretrained(self.cfg.generator, self.device) if source == "generated" else None
-            ae = Autoencoder.from_pretrained(self.cfg.autoencoder, self.device).eval() if source == "degraded" else None
-            self._extra_models = (gen_model, ae)
+            gen_model = NovelViewGenerator.from_pretrained(cfg.generator, self.device) if source == "generated" else None
+            ae = Autoencoder.from_pretrained(cfg.autoencoder, self.device).eval() if source == "degraded" else None
+            drafter = None
+            if gen_model is not None and gen_model.config.draft:
+                if not cfg.reconstructor:
+                    raise ValueError("a draft generator's views need 'reconstructor': the weights whose renders are the drafts")
+                drafter = Reconstructor.from_pretrained(cfg.reconstructor, self.device).eval().requires_grad_(False)
+            self._extra_models = (gen_model, ae, drafter)
         return self._extra_models
 
 
