@@ -98,7 +98,7 @@ def main() -> int:
             scores = photo_scores(g, camera, pre.image, pre.mask)
             row[name], row["prior"] = scores["psnr"], placement.structure_prior
             volume = volume_measures(g, camera)
-            row[f"{name}_side_ratio"], row[f"{name}_depth_ratio"], row[f"{name}_cutout"] = *volume.values(), is_cutout(volume)
+            row.update({f"{name}_{k}": volume[k] for k in ("side_ratio", "depth_ratio")}, **{f"{name}_cutout": is_cutout(volume)})
             row[f"{name}_delta_e"], row[f"{name}_chroma"] = scores["delta_e"], scores["chroma_ratio"]
             if i < args.sheet_photos:
                 sheet_row += _views(g, camera, SHEET_SIZE)

@@ -209,16 +209,17 @@ def project_points(points: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
     return uv, z
 
 
-def crop_intrinsics(K: Tensor, x0: float, y0: float) -> Tensor:
-    """Intrinsics after cropping the image so that pixel (x0, y0) becomes the new origin."""
+def crop_intrinsics(K: Tensor, x0: float | Tensor, y0: float | Tensor) -> Tensor:
+    """Intrinsics after cropping the image so that pixel (x0, y0) becomes the new origin (tensors: one per camera)."""
     K = K.clone()
     K[..., 0, 2] -= x0
     K[..., 1, 2] -= y0
     return K
 
 
-def resize_intrinsics(K: Tensor, sx: float, sy: float | None = None) -> Tensor:
-    """Intrinsics after resizing the image by factors (sx, sy) (continuous-pixel convention)."""
+def resize_intrinsics(K: Tensor, sx: float | Tensor, sy: float | Tensor | None = None) -> Tensor:
+    """Intrinsics after resizing the image by factors (sx, sy) (continuous-pixel convention; tensors of shape
+    (..., 1): one per camera)."""
     sy = sx if sy is None else sy
     K = K.clone()
     K[..., 0, :] *= sx

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from humansplat.body.parts import CLASS_ID
-from humansplat.cameras import Cameras, project_points
+from humansplat.cameras import Cameras, crop_intrinsics, project_points, resize_intrinsics
 
 __all__ = ["CROP_REGIONS", "region_boxes", "crop_cameras", "region_vertex_masks"]
 
@@ -58,9 +58,5 @@ def region_boxes(points: Tensor, cameras: Cameras, margin: float = CROP_MARGIN) 
 def crop_cameras(cameras: Cameras, boxes: Tensor, size: int) -> Cameras:
     """The cameras (any batch shape) seeing only ``boxes`` (same batch, 3: x0, y0, side in their pixels), at
     ``size`` x ``size`` px: a point at pixel (u, v) of a camera is at ((u - x0), (v - y0)) * size / side."""
-    scale = size / boxes[..., 2]
-    K = cameras.K.clone()
-    K[..., 0, 2] -= boxes[..., 0]
-    K[..., 1, 2] -= boxes[..., 1]
-    K[..., :2, :] *= scale[..., None, None]
+    K = resize_intrinsics(crop_intrinsics(cameras.K, boxes[..., 0], boxes[..., 1]), size / boxes[..., 2:3])
     return Cameras(K, cameras.w2c, size, size)

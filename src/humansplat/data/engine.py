@@ -143,6 +143,7 @@ class SyntheticEngine:
         self.build_device = pick_device(str(build_device)) if build_device is not None else self.device
         self.body = body.to(self.build_device) if body is not None else BodyModel.load(self.build_device)
         self.surface = BodySurface(self.body)
+        self.region_masks = region_vertex_masks(self.body.vertex_labels).to(self.device)  # (R, Nv): the crops' regions
         with torch.no_grad():
             self.prior = PosePrior(self.body(BodyParams.neutral(device=self.build_device)).joints[0].cpu())
 
@@ -234,7 +235,7 @@ class SyntheticEngine:
         rows, views = torch.arange(B, device=orbit.device)[:, None], torch.stack([torch.zeros_like(orbit), orbit], 1)
         two = Cameras(cameras.K[rows, views], cameras.w2c[rows, views], cameras.width, cameras.height)  # (B, 2)
         vertices = subjects.vertices.to(self.device)
-        found = [region_boxes(vertices[:, m], two) for m in region_vertex_masks(self.body.vertex_labels.to(self.device))]
+        found = [region_boxes(vertices[:, m], two) for m in self.region_masks]
         boxes, valid = torch.stack([b for b, _ in found], 2), torch.stack([v for _, v in found], 2)  # (B, 2, R, ...)
         R = boxes.shape[2]
         per_crop = Cameras(two.K[:, :, None].expand(B, 2, R, 3, 3), two.w2c[:, :, None].expand(B, 2, R, 4, 4), two.width, two.height)

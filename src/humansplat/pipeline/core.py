@@ -77,8 +77,8 @@ class Pipeline:
         self.refine = RefineConfig(steps=refine_steps, mode=refine_mode)
         self.seed, self.fit_iters = seed, fit_iters
         t = time.perf_counter()
-        self.paths = resolve_weights(weights)
-        self.fuse_views = bool(pipeline_options(weights).get("fuse_views", False))
+        self.paths, options = read_pipeline(weights)
+        self.fuse_views = bool(options.get("fuse_views", False))
         self.weights = self.paths["reconstructor"]
         self.model = Reconstructor.from_pretrained(self.weights, self.device)
         self.body = BodyModel.load(self.device)
@@ -199,17 +199,9 @@ class Pipeline:
         )
 
 
-def pipeline_options(weights: str | Path | None) -> dict:
-    """The non-folder entries of a pipeline folder's ``pipeline.json`` (e.g. ``"fuse_views": true``); {} without one."""
-    index = (Path(weights) if weights is not None else WEIGHTS_ROOT) / INDEX_FILE
-    if not index.is_file():
-        return {}
-    names = json.loads(index.read_text())  # resolve_weights has already checked it
-    return {k: v for k, v in names.items() if not isinstance(v, str)}
-
-
-def resolve_weights(weights: str | Path | None) -> dict[str, Path]:
-    """The model folders of a pipeline: from its ``pipeline.json``, or one reconstructor folder."""
+def read_pipeline(weights: str | Path | None) -> tuple[dict[str, Path], dict]:
+    """A pipeline folder's model folders (from its ``pipeline.json``, or one reconstructor folder) and its
+    other entries, the options (e.g. ``"fuse_views": true``; {} without an index)."""
     root = Path(weights) if weights is not None else WEIGHTS_ROOT
     index = root / INDEX_FILE
     if index.is_file():
@@ -219,10 +211,16 @@ def resolve_weights(weights: str | Path | None) -> dict[str, Path]:
             raise WeightsError(f"{index}: not valid JSON ({e})") from None
         if not isinstance(names, dict) or not isinstance(names.get("reconstructor"), str):
             raise WeightsError(f"{index}: expected an object naming at least the 'reconstructor' folder")
-        return {role: root / sub for role, sub in names.items() if isinstance(sub, str)}
+        paths = {role: root / sub for role, sub in names.items() if isinstance(sub, str)}
+        return paths, {k: v for k, v in names.items() if not isinstance(v, str)}
     if (root / "config.json").is_file():
-        return {"reconstructor": root}
+        return {"reconstructor": root}, {}
     raise WeightsError(f"no weights in {root} (expected {INDEX_FILE}, or config.json + model.safetensors)")
+
+
+def resolve_weights(weights: str | Path | None) -> dict[str, Path]:
+    """The model folders of a pipeline: from its ``pipeline.json``, or one reconstructor folder."""
+    return read_pipeline(weights)[0]
 
 
 @contextlib.contextmanager
