@@ -82,6 +82,11 @@ final)
         > $R/evals/${name}_novelview.out 2>&1 &)
     elif [ "$task" = reconstructor ] && [ "$NBENCH" != 0 ]; then
       score "$name" $R/$name/export
+      if [[ $spec == *--generator\ * ]]; then  # fine-tuned on a generator's views: also scored with them as inputs
+        gen=${spec#*--generator }; gen=${gen%% *}
+        (setsid $PY benchmarks/novelview.py --generator "$gen" --weights $R/$name/export --data "$BENCH" --device "$DEVICE" \
+          --out $R/evals/${name}_novelview.json > $R/evals/${name}_novelview.out 2>&1 &)
+      fi
     fi
     cp $R/$name/export/model.safetensors "$OUT/$name.safetensors"; cp $R/$name/export/MODEL_CARD.md $R/evals/${name}_MODEL_CARD.md 2> /dev/null
     cp $R/$name/export/config.json $R/evals/${name}_config.json

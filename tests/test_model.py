@@ -273,6 +273,56 @@ def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
                           torch.full((1, 1, 3), UNSEEN_COLOR))
 
 
+def test_hidden_anchors_take_their_parts_seen_colour_not_the_colour_in_front_of_them():
+    from humansplat.models.reconstructor import OCCLUSION_MARGIN_M, UNSEEN_COLOR, anchor_color_prior, occluded_anchors
+
+    S = 64
+    photo = torch.zeros(1, 3, S, S)
+    photo[:, :, :, : S // 2] = torch.tensor([0.8, 0.2, 0.1])[:, None, None]  # a red beard on the left
+    photo[:, :, :, S // 2 :] = torch.tensor([0.2, 0.2, 0.7])[:, None, None]  # blue hair on the right
+    # anchors 0, 1: the face (label 3) in front of the red half, one of them on the same ray 0.3 m behind;
+    # 2: hair (label 5), seen on the blue half; 3: hair behind the red face; 4: an unlabelled hidden anchor
+    uv = torch.tensor([[[10.0, 30.0], [10.5, 30.5], [50.0, 30.0], [11.0, 31.0], [9.0, 29.0]]])
+    z = torch.tensor([[2.0, 2.3, 2.0, 2.3, 2.4]])
+    labels = torch.tensor([[3, 3, 5, 5, 28]])
+    visible = torch.ones(1, 5, dtype=torch.bool)
+    hidden = occluded_anchors(uv, z, visible, S)
+    assert hidden.tolist() == [[False, True, False, True, True]]
+    assert not occluded_anchors(uv, z.clamp_max(2.0 + OCCLUSION_MARGIN_M / 2), visible, S).any()  # within the margin: seen
+    plain = anchor_color_prior(photo, uv, visible)
+    aware = anchor_color_prior(photo, uv, visible, z, labels)
+    red, blue = torch.tensor([0.8, 0.2, 0.1]), torch.tensor([0.2, 0.2, 0.7])
+    assert torch.allclose(plain[0, 3], red, atol=1e-4)  # without occlusion the hair behind the face turns red
+    assert torch.allclose(aware[0, 3], blue, atol=1e-4)  # with it, the seen hair's colour
+    assert torch.allclose(aware[0, 1], red, atol=1e-4)  # the hidden face anchor: the seen face's colour
+    assert torch.allclose(aware[0, 4], (red + blue) / 2, atol=1e-4)  # no seen anchor of its label: all seen ones
+    assert torch.allclose(aware[0, [0, 2]], plain[0, [0, 2]])  # seen anchors keep the photo's colour
+    none_seen = anchor_color_prior(photo, uv, torch.zeros(1, 5, dtype=torch.bool), z, labels)
+    assert torch.allclose(none_seen, torch.full_like(none_seen, UNSEEN_COLOR))
+    with pytest.raises(ValueError, match="labels"):
+        anchor_color_prior(photo, uv, visible, z)
+
+
+def test_the_occlusion_option_changes_only_hidden_anchors_colours():
+    from humansplat.gaussians import sh_to_rgb
+
+    photo = torch.rand(1, 1, 3, SIZE, SIZE)
+    cams = cameras([0.0])
+    anchors = None
+    out = []
+    for occlusion in (False, True):
+        torch.manual_seed(0)
+        m = make_model(photo_colors=True, anchor_prior_occlusion=occlusion)
+        m.load_state_dict(m.colors_at_prior(m.state_dict()))
+        anchors = anchors or m.body_anchors(body_like(), torch.randint(0, 28, (400,)))
+        with torch.no_grad():
+            out.append(sh_to_rgb(m(photo, cams, anchors).sh[0, :, 0]))
+    n_pixel = (SIZE // 2) ** 2
+    assert torch.equal(out[0][:n_pixel], out[1][:n_pixel])  # per-pixel Gaussians: untouched
+    changed = (out[0][n_pixel:] - out[1][n_pixel:]).abs().amax(-1) > 1e-3
+    assert 0 < changed.sum() < len(changed)  # some anchors (the body's far side) are hidden, not all
+
+
 def test_photo_color_prior_reads_prior_images_when_given():
     from humansplat.gaussians import sh_to_rgb
 

@@ -73,6 +73,8 @@ class ReconstructorConfig:
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
     template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (weights up to v5) or "silhouette" (the inflated
     # matte; v6 trains and uses it: no flat cut-outs, docs/reconstruct.md)
+    anchor_prior_occlusion: bool = False  # with photo_colors: an anchor hidden behind nearer ones takes the mean seen colour
+    # of its part (template-free: of all seen anchors), not the colour of what hides it (a beard on the back of the head)
 
     def __post_init__(self) -> None:
         if self.anchor_mode not in ("body", "template_free"):
@@ -93,16 +95,49 @@ class ReconstructorConfig:
 
 ANCHOR_COLOR_GRID = 64  # the photo is area-averaged to this grid before anchors sample their colour prior
 UNSEEN_COLOR = 0.5  # the colour prior of an anchor outside the photo
+OCCLUSION_GRID = 16  # cells per side of the anchors' coarse z-buffer over the photo (16 px at 256: ~10 anchors a cell)
+OCCLUSION_MARGIN_M = 0.08  # an anchor this far behind the nearest one of its cell is hidden (a torso is ~0.25 m deep)
 
 
-def anchor_color_prior(photo: Tensor, uv: Tensor, visible: Tensor) -> Tensor:
+def anchor_color_prior(photo: Tensor, uv: Tensor, visible: Tensor, z: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
     """photo (B,3,S,S) in [0,1]; uv (B,A,2) pixels in it; visible (B,A) -> (B,A,3) the blurred photo's colour
-    at each anchor's projection (``UNSEEN_COLOR`` where it does not project into the photo)."""
+    at each anchor's projection (``UNSEEN_COLOR`` where it does not project into the photo). With ``z`` (B,A)
+    depths and ``labels`` (B,A) part ids: anchors that ``occluded_anchors`` finds hidden take the mean colour of
+    the seen anchors of their label (of all seen anchors where none of their label is seen)."""
     S = photo.shape[-1]
     small = F.adaptive_avg_pool2d(photo.float(), ANCHOR_COLOR_GRID)
     grid = (uv.float() / S * 2 - 1)[:, :, None]  # (B,A,1,2), align_corners=False convention
     rgb = F.grid_sample(small, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0].transpose(1, 2)
-    return torch.where(visible[..., None], rgb, torch.full_like(rgb, UNSEEN_COLOR))
+    rgb = torch.where(visible[..., None], rgb, torch.full_like(rgb, UNSEEN_COLOR))
+    if z is None:
+        return rgb
+    if labels is None:
+        raise ValueError("anchor_color_prior: occlusion needs the anchors' labels")
+    hidden = occluded_anchors(uv, z, visible, S)
+    return torch.where(hidden[..., None], label_mean_colors(rgb, labels, visible & ~hidden), rgb)
+
+
+def occluded_anchors(uv: Tensor, z: Tensor, visible: Tensor, size: int) -> Tensor:
+    """(B,A) True where an anchor that projects into the photo (``visible``) lies more than
+    ``OCCLUSION_MARGIN_M`` behind the nearest anchor of its cell (an ``OCCLUSION_GRID``² z-buffer over the photo)."""
+    cell = (uv.float() / size * OCCLUSION_GRID).long().clamp(0, OCCLUSION_GRID - 1)
+    idx = cell[..., 1] * OCCLUSION_GRID + cell[..., 0]
+    depth = torch.where(visible, z.float(), torch.full_like(z, float("inf"), dtype=torch.float32))
+    nearest = depth.new_full((z.shape[0], OCCLUSION_GRID**2), float("inf")).scatter_reduce(1, idx, depth, "amin")
+    return visible & (depth > nearest.gather(1, idx) + OCCLUSION_MARGIN_M)
+
+
+def label_mean_colors(rgb: Tensor, labels: Tensor, seen: Tensor) -> Tensor:
+    """rgb (B,A,3), labels (B,A) int, seen (B,A) bool -> (B,A,3): for every anchor, the mean ``rgb`` of the seen
+    anchors with its label; of all seen anchors where none has it; ``UNSEEN_COLOR`` where none is seen."""
+    B, A = labels.shape
+    n = int(labels.max()) + 1
+    w = seen.float()
+    sums = rgb.new_zeros(B, n, 3).scatter_add(1, labels[..., None].expand(B, A, 3), rgb * w[..., None])
+    counts = rgb.new_zeros(B, n).scatter_add(1, labels, w)
+    overall = torch.where(w.sum(1, keepdim=True) > 0, (rgb * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1), UNSEEN_COLOR)
+    means = torch.where(counts[..., None] > 0, sums / counts.clamp_min(1)[..., None], overall[:, None])
+    return means.gather(1, labels[..., None].expand(B, A, 3))
 
 
 @dataclass
@@ -326,7 +361,8 @@ class Reconstructor(PretrainedModel):
         if c.photo_colors:
             seen = images if prior_images is None else prior_images
             pixel_prior = F.avg_pool2d(seen.flatten(0, 1).float(), c.gaussian_stride).unflatten(0, (B, V))
-            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0], visible[:, 0])
+            depth = z[:, 0] if c.anchor_prior_occlusion else None
+            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0], visible[:, 0], depth, anchors.labels.to(images.device))
         anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range), anchor_prior)
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
