@@ -74,7 +74,8 @@ class ReconstructorConfig:
     template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (weights up to v5) or "silhouette" (the inflated
     # matte; v6 trains and uses it: no flat cut-outs, docs/reconstruct.md)
     anchor_prior_occlusion: bool = False  # with photo_colors: an anchor hidden behind nearer ones takes the mean seen colour
-    # of its part (template-free: of all seen anchors), not the colour of what hides it (a beard on the back of the head)
+    # of its part (template-free: of all seen anchors), not the colour of what hides it (a beard on the back of the head);
+    # tried on v7, off: it spreads a beard over the whole back instead (docs/model.md, v7)
 
     def __post_init__(self) -> None:
         if self.anchor_mode not in ("body", "template_free"):
