@@ -96,7 +96,7 @@ class ReconstructorConfig:
 
 ANCHOR_COLOR_GRID = 64  # the photo is area-averaged to this grid before anchors sample their colour prior
 UNSEEN_COLOR = 0.5  # the colour prior of an anchor outside the photo
-OCCLUSION_GRID = 16  # cells per side of the anchors' coarse z-buffer over the photo (16 px cells at 256 px: about 10-20 anchors in a cell the body covers)
+OCCLUSION_GRID = 16  # cells per side of the anchors' coarse z-buffer over the photo (16 px at 256: 10-20 anchors in a body cell)
 OCCLUSION_MARGIN_M = 0.08  # an anchor this far behind the nearest one of its cell is hidden (a torso is ~0.25 m deep)
 
 
