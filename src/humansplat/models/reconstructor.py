@@ -100,11 +100,12 @@ OCCLUSION_GRID = 16  # cells per side of the anchors' coarse z-buffer over the p
 OCCLUSION_MARGIN_M = 0.08  # an anchor this far behind the nearest one of its cell is hidden (a torso is ~0.25 m deep)
 
 
-def anchor_color_prior(photo: Tensor, uv: Tensor, visible: Tensor, z: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+def anchor_color_prior(photo: Tensor, uv: Tensor, visible: Tensor, z: Tensor | None = None, labels: Tensor | None = None,
+                       num_labels: int = NUM_CLASSES + 1) -> Tensor:
     """photo (B,3,S,S) in [0,1]; uv (B,A,2) pixels in it; visible (B,A) -> (B,A,3) the blurred photo's colour
     at each anchor's projection (``UNSEEN_COLOR`` where it does not project into the photo). With ``z`` (B,A)
-    depths and ``labels`` (B,A) part ids: anchors that ``occluded_anchors`` finds hidden take the mean colour of
-    the seen anchors of their label (of all seen anchors where none of their label is seen)."""
+    depths and ``labels`` (B,A) part ids in [0, num_labels): anchors that ``occluded_anchors`` finds hidden take
+    the mean colour of the seen anchors of their label (of all seen anchors where none of their label is seen)."""
     S = photo.shape[-1]
     small = F.adaptive_avg_pool2d(photo.float(), ANCHOR_COLOR_GRID)
     grid = (uv.float() / S * 2 - 1)[:, :, None]  # (B,A,1,2), align_corners=False convention
@@ -115,7 +116,7 @@ def anchor_color_prior(photo: Tensor, uv: Tensor, visible: Tensor, z: Tensor | N
     if labels is None:
         raise ValueError("anchor_color_prior: occlusion needs the anchors' labels")
     hidden = occluded_anchors(uv, z, visible, S)
-    return torch.where(hidden[..., None], label_mean_colors(rgb, labels, visible & ~hidden), rgb)
+    return torch.where(hidden[..., None], label_mean_colors(rgb, labels, visible & ~hidden, num_labels), rgb)
 
 
 def occluded_anchors(uv: Tensor, z: Tensor, visible: Tensor, size: int) -> Tensor:
@@ -128,14 +129,13 @@ def occluded_anchors(uv: Tensor, z: Tensor, visible: Tensor, size: int) -> Tenso
     return visible & (depth > nearest.gather(1, idx) + OCCLUSION_MARGIN_M)
 
 
-def label_mean_colors(rgb: Tensor, labels: Tensor, seen: Tensor) -> Tensor:
-    """rgb (B,A,3), labels (B,A) int, seen (B,A) bool -> (B,A,3): for every anchor, the mean ``rgb`` of the seen
-    anchors with its label; of all seen anchors where none has it; ``UNSEEN_COLOR`` where none is seen."""
+def label_mean_colors(rgb: Tensor, labels: Tensor, seen: Tensor, num_labels: int) -> Tensor:
+    """rgb (B,A,3), labels (B,A) int in [0, num_labels), seen (B,A) bool -> (B,A,3): for every anchor, the mean
+    ``rgb`` of the seen anchors with its label; of all seen anchors where none has it; ``UNSEEN_COLOR`` where none is seen."""
     B, A = labels.shape
-    n = int(labels.max()) + 1
     w = seen.float()
-    sums = rgb.new_zeros(B, n, 3).scatter_add(1, labels[..., None].expand(B, A, 3), rgb * w[..., None])
-    counts = rgb.new_zeros(B, n).scatter_add(1, labels, w)
+    sums = rgb.new_zeros(B, num_labels, 3).scatter_add(1, labels[..., None].expand(B, A, 3), rgb * w[..., None])
+    counts = rgb.new_zeros(B, num_labels).scatter_add(1, labels, w)
     overall = torch.where(w.sum(1, keepdim=True) > 0, (rgb * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1), UNSEEN_COLOR)
     means = torch.where(counts[..., None] > 0, sums / counts.clamp_min(1)[..., None], overall[:, None])
     return means.gather(1, labels[..., None].expand(B, A, 3))
@@ -362,8 +362,8 @@ class Reconstructor(PretrainedModel):
         if c.photo_colors:
             seen = images if prior_images is None else prior_images
             pixel_prior = F.avg_pool2d(seen.flatten(0, 1).float(), c.gaussian_stride).unflatten(0, (B, V))
-            depth = z[:, 0] if c.anchor_prior_occlusion else None
-            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0], visible[:, 0], depth, anchors.labels.to(images.device))
+            hidden_from = (z[:, 0], anchors.labels.to(images.device), c.num_classes + 1) if c.anchor_prior_occlusion else ()
+            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0], visible[:, 0], *hidden_from)
         anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range), anchor_prior)
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
