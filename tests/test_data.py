@@ -358,3 +358,42 @@ def test_engine_free_colours_recolour_garments_only_and_default_draws_nothing():
     assert not torch.equal(after[:, garments], before[:, garments])
     batch = SyntheticEngine(EngineConfig(resolution=32, views=1, free_colors=0.5), torch.device("cpu")).sample(2, torch.Generator().manual_seed(0))
     assert torch.isfinite(batch["images"]).all()
+
+
+def test_rare_parts_show_bare_feet_socks_on_feet_and_a_midriff_and_default_draws_nothing():
+    from humansplat.body.model import PHENOTYPE_NAMES
+    from humansplat.data import LABEL_CHANNELS
+    from humansplat.data.subjects import BOTTOMS, SHOES, expose_rare_parts, sample_outfits
+
+    g = torch.Generator().manual_seed(4)
+    outfit = sample_outfits(torch.rand(40, len(PHENOTYPE_NAMES), generator=torch.Generator().manual_seed(1)), g)
+    state, shoes = g.get_state(), outfit.shoes.clone()
+    expose_rare_parts(outfit, 0.0, g)
+    assert torch.equal(g.get_state(), state) and torch.equal(outfit.shoes, shoes) and not outfit.sock_feet.any()
+    hem = outfit.hem.clone()
+    expose_rare_parts(outfit, 1.0, g)
+    barefoot = outfit.shoes == SHOES.index("barefoot")
+    midriff = outfit.hem > outfit.waist
+    assert outfit.sock_feet.any() and (barefoot & ~outfit.sock_feet).any() and midriff.any()
+    assert (outfit.sock_feet <= barefoot).all()  # socks on feet only without shoes
+    dress = outfit.bottom == BOTTOMS.index("dress")
+    assert torch.equal(outfit.hem[dress], hem[dress])
+    assert (barefoot | midriff | dress).all()  # every subject shows one, but a dress keeps its bodice
+
+    # dressed: socks now cover the feet of a subject in socks, bare skin shows between top and waistband
+    engine = SyntheticEngine(EngineConfig(resolution=48, views=1, points=3000, detail=0.02, rare_parts=1.0), device="cpu")
+    s = engine.subjects(8, torch.Generator().manual_seed(2))
+    ids = torch.tensor(LABEL_CHANNELS)[s.gaussians.features[..., 3:].argmax(-1)]
+    seen = s.gaussians.opacities > 0.5
+    socks = torch.isin(ids, torch.tensor([CLASS_ID["Left_Sock"], CLASS_ID["Right_Sock"]])) & seen
+    feet = torch.isin(ids, torch.tensor([CLASS_ID["Left_Foot"], CLASS_ID["Right_Foot"]])) & seen
+    torso = (ids == CLASS_ID["Torso"]) & seen
+    sock_feet, bare = s.outfit.sock_feet, s.outfit.shoes == SHOES.index("barefoot")
+    assert sock_feet.any() and (bare & ~sock_feet).any()
+    for b in range(8):
+        if sock_feet[b]:
+            assert socks[b].sum() > feet[b].sum()  # the foot itself wears the sock
+        elif bare[b]:
+            assert feet[b].any() and not socks[b].any()
+    shown = s.outfit.hem > s.outfit.waist
+    assert shown.any() and torso[shown].sum(-1).min() > torso[~shown].sum(-1).float().mean()

@@ -445,3 +445,32 @@ def test_streaks_config_warm_starts_from_the_shipped_weights():
     cfg = TrainConfig.load(ROOT / "configs" / "streaks.json")
     assert cfg.loss.streaks > 0 and cfg.loss.pixel_views == 0.5 and cfg.loss.pixel_depth == 1.0
     assert Path(cfg.init_from).resolve() == (ROOT / "src" / "humansplat" / "weights" / "humansplat-main").resolve()
+
+
+def test_warm_start_onto_a_finer_pixel_grid_starts_as_the_coarse_one(tmp_path):
+    """gaussian_stride 2 weights into a stride-1 model: the pixel head's hidden map starts as the coarse map,
+    nearest-upsampled, and the skip CNN's first conv as the strided one, run densely; the rest loads as is."""
+    import torch.nn.functional as F
+
+    from humansplat.train.trainer import Trainer
+
+    coarse_cfg = tiny_config(tmp_path, max_steps=1)
+    coarse_cfg.model = {**coarse_cfg.model, "gaussian_stride": 2}
+    coarse = Trainer(coarse_cfg, tmp_path / "first", device="cpu").model
+    coarse.save_pretrained(tmp_path / "coarse")
+    fine = Trainer(tiny_config(tmp_path, init_from=str(tmp_path / "coarse")), tmp_path / "second", device="cpu").model
+    assert fine.config.gaussian_stride == 1 and fine.pixel_head.upsample == 2 * coarse.pixel_head.upsample
+    tokens = torch.randn(2, 4, 4, fine.config.dim)
+    with torch.no_grad():
+        want = F.interpolate(coarse.pixel_head.unpatched(tokens), scale_factor=2, mode="nearest")
+        assert torch.allclose(fine.pixel_head.unpatched(tokens), want, atol=1e-6)
+        image = torch.rand(1, 3, 32, 32)
+        assert torch.allclose(fine.pixel_skip.net[0](image)[..., ::2, ::2], coarse.pixel_skip.net[0](image), atol=1e-6)
+    own, source = fine.state_dict(), coarse.state_dict()
+    assert all(torch.equal(own[k], source[k]) for k in source if not k.startswith("pixel_head.unpatch"))
+    # the other way (a finer grid's weights into a coarser model) has no exact counterpart: an error
+    fine.save_pretrained(tmp_path / "fine")
+    back = tiny_config(tmp_path, init_from=str(tmp_path / "fine"))
+    back.model = {**back.model, "gaussian_stride": 2}
+    with pytest.raises(ValueError, match="gaussian_stride"):
+        Trainer(back, tmp_path / "third", device="cpu")

@@ -224,7 +224,8 @@ def body_surfels(surface: BodySurface, posed, rest, outfit: Outfit, n: int, gene
     lower = (is_torso & (co.h < per(o.waist))) | (is_leg & (co.leg_t < leg_len))
     lower_thick = torch.where(skirt_like, torch.where(seated, 0.012, 0.003), per(o.bottom_thick) + per(o.wide) * co.leg_t.clamp(0, 1) ** 2 * is_leg)
     top_wins = top & ~(lower & per(o.tucked))
-    sock = per(o.socks & (o.shoes > 0)) & is_shin & (co.leg_t > per(o.sock_top)) & ~lower
+    sock_band = is_shin & (co.leg_t > per(o.sock_top))
+    sock = ((per(o.socks & (o.shoes > 0)) & sock_band) | (per(o.sock_feet) & (sock_band | is_foot))) & ~lower
     apply(sock, 0.002, M["socks"], torch.where(is_left, C["Left_Sock"], C["Right_Sock"]))
     apply(lower & ~top_wins, torch.maximum(lower_thick, per(o.top_thick) * top), torch.where(dress, M["top"], M["bottom"]), C["Lower_Clothing"])
     apply(top_wins, torch.maximum(per(o.top_thick), lower_thick * lower), M["top"], C["Upper_Clothing"])

@@ -30,7 +30,7 @@ from humansplat.data.device import constant, to_device
 from humansplat.data.dressing import BodySurface, body_surfels
 from humansplat.data.loose import loose_surfels
 from humansplat.data.shading import sample_lights, shade
-from humansplat.data.subjects import Outfit, place_logos, recolor_garments, sample_outfits, surfel_albedo
+from humansplat.data.subjects import Outfit, expose_rare_parts, place_logos, recolor_garments, sample_outfits, surfel_albedo
 from humansplat.data.surfels import Surfels
 from humansplat.gaussians import Gaussians, render
 from humansplat.utils import pick_device
@@ -60,6 +60,7 @@ class EngineConfig:
     input_fill: tuple[float, float] = (0.7, 0.95)
     half_body: float = 0.2
     free_colors: float = 0.0  # share of garments coloured from the whole hue circle instead of the palette
+    rare_parts: float = 0.0  # share of subjects showing bare feet, socks over bare feet or a bare midriff
     roll_std: float = 3.0
     years: tuple[float, float] = (4.0, 85.0)
     pose_kinds: tuple[str, ...] | None = None
@@ -168,7 +169,8 @@ class SyntheticEngine:
         with record_function("data.outfits"):
             with record_function("data.draws"):
                 outfit = sample_outfits(phen, g)
-                recolor_garments(outfit, cfg.free_colors, g)  # draws nothing at 0: the benchmark set stays the same
+                recolor_garments(outfit, cfg.free_colors, g)  # these draw nothing at 0: the benchmark set stays the same
+                expose_rare_parts(outfit, cfg.rare_parts, g)
             outfit = to_device(outfit, dev)
             place_logos(outfit, rest.keypoints, g)
             with record_function("data.draws"):

@@ -22,7 +22,7 @@ from humansplat.data.device import constant, to_device
 from humansplat.data.surfels import Surfels
 from humansplat.keypoints import SHOULDERS
 
-__all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "place_logos", "surfel_albedo"]
+__all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "expose_rare_parts", "RARE_PART_KINDS", "place_logos", "surfel_albedo"]
 
 HAIR_STYLES = ("bald", "buzz", "short", "bob", "long", "ponytail", "bun", "afro")
 TOPS = ("tank", "tshirt", "longsleeve")
@@ -73,6 +73,7 @@ class Outfit:
     shoe_top: Tensor
     socks: Tensor
     sock_top: Tensor
+    sock_feet: Tensor  # bool: socks over bare feet, no shoes (``expose_rare_parts`` only)
     hairline: Tensor  # (B, 3) front / side / back height on the head, in head heights above the ears
     hair_thick: Tensor
     hair_len: Tensor  # long hair: length below the ears at the back
@@ -179,6 +180,7 @@ def sample_outfits(phenotype: Tensor, generator: torch.Generator) -> Outfit:
         shoe_top=torch.where(torch.rand(n, generator=g) < 0.5, _u(n, g, 0.95, 1.0), _u(n, g, 0.7, 0.88)),
         socks=torch.rand(n, generator=g) < 0.6,
         sock_top=_u(n, g, 0.72, 0.9),
+        sock_feet=torch.zeros(n, dtype=torch.bool),  # no draw: the benchmark set stays the same
         hairline=hairline,
         hair_thick=hair_thick,
         hair_len=_u(n, g, 0.12, 0.55),
@@ -225,6 +227,28 @@ def recolor_garments(outfit: Outfit, share: float, generator: torch.Generator) -
     chosen = (torch.rand(B, len(ids), generator=generator) < share).to(mats.colors.device)
     cols = mats.colors[:, ids]
     mats.colors[:, ids] = torch.where(chosen[..., None, None], free, cols)
+
+
+RARE_PART_KINDS = ("barefoot", "sock_feet", "midriff")
+
+
+def expose_rare_parts(outfit: Outfit, share: float, generator: torch.Generator) -> None:
+    """In place: ``share`` of the subjects show one part class the engine rarely shows (one kind of
+    ``RARE_PART_KINDS`` each, equally often): bare feet, socks over bare feet, or a bare midriff (a top
+    cropped above the waistband, untucked, no jacket; dresses are left alone). Draws nothing at 0."""
+    if share <= 0:
+        return
+    B = outfit.shoes.shape[0]
+    chosen = torch.rand(B, generator=generator) < share
+    kind = torch.randint(len(RARE_PART_KINDS), (B,), generator=generator)
+    crop = _u(B, generator, 0.08, 0.25)
+    feet = chosen & (kind < RARE_PART_KINDS.index("midriff"))
+    outfit.shoes = torch.where(feet, SHOES.index("barefoot"), outfit.shoes)
+    outfit.sock_feet = feet & (kind == RARE_PART_KINDS.index("sock_feet"))
+    midriff = chosen & (kind == RARE_PART_KINDS.index("midriff")) & (outfit.bottom != BOTTOMS.index("dress"))
+    outfit.hem = torch.where(midriff, outfit.waist + crop, outfit.hem)
+    outfit.tucked = outfit.tucked & ~midriff
+    outfit.outer = torch.where(midriff, OUTERS.index("none"), outfit.outer)
 
 
 def place_logos(outfit: Outfit, rest_keypoints: Tensor, generator: torch.Generator) -> None:

@@ -74,10 +74,14 @@ class PixelHead(nn.Module):
         self.out = nn.Conv2d(hidden, self.out_channels, 1)
         _init_out(self.out, feature_dim, opacity_bias=-2.0, scale_bias=0.0, depth=True)
 
-    def forward(self, tokens: Tensor, skip: Tensor | None) -> Tensor:
+    def unpatched(self, tokens: Tensor) -> Tensor:
+        """Tokens (N, h, w, D) -> the hidden map at the Gaussian grid (N, hidden, h*f, w*f)."""
         x = self.unpatch(self.norm(tokens))  # (N,h,w,f*f*c)
         x = x.unflatten(-1, (self.upsample, self.upsample, -1))  # (N,h,w,fy,fx,c)
-        x = x.permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)  # (N,c,h*fy,w*fx)
+        return x.permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)  # (N,c,h*fy,w*fx)
+
+    def forward(self, tokens: Tensor, skip: Tensor | None) -> Tensor:
+        x = self.unpatched(tokens)
         if skip is not None:
             x = torch.cat([x, skip.to(x.dtype)], 1)
         return self.out(self.refine(x))
@@ -127,20 +131,32 @@ class AnchorHead(nn.Module):
 
 
 class PixelSkip(nn.Module):
-    """A shallow CNN on the RGB input at the Gaussian grid resolution: the latent is lossy, fine colour is not."""
+    """A shallow CNN on the RGB input at the Gaussian grid resolution: the latent is lossy, fine colour is not.
+    Stride 1 and 2 share their layers' shapes (stride 1 runs the first conv densely), so weights move between them."""
 
     def __init__(self, stride: int, channels: int):
         super().__init__()
         layers: list[nn.Module] = []
-        cin = 3
-        for _ in range(int(math.log2(stride))):
-            layers += [nn.Conv2d(cin, channels, 3, stride=2, padding=1), nn.SiLU()]
+        cin, halvings = 3, int(math.log2(stride))
+        for i in range(max(1, halvings)):
+            layers += [nn.Conv2d(cin, channels, 3, stride=2 if i < halvings else 1, padding=1), nn.SiLU()]
             cin = channels
         layers += [nn.Conv2d(cin, channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images * 2 - 1)
+
+
+def upsample_unpatch(weight: Tensor, bias: Tensor, factor: int, ratio: int) -> tuple[Tensor, Tensor]:
+    """The ``PixelHead.unpatch`` layer (weight (f*f*c, D), bias (f*f*c,), f = ``factor``) for a Gaussian grid
+    ``ratio`` times finer (f * ratio): every new sub-pixel row copies the row of the old sub-pixel it lies in,
+    so the hidden map starts as the old one, nearest-upsampled (a warm start from a coarser ``gaussian_stride``)."""
+    hidden = weight.shape[0] // (factor * factor)
+    f = factor * ratio
+    src = (torch.arange(f)[:, None] // ratio * factor + torch.arange(f)[None] // ratio).flatten()  # old sub-pixel per new
+    rows = (src[:, None] * hidden + torch.arange(hidden)[None]).flatten()
+    return weight[rows].clone(), bias[rows].clone()
 
 
 def zero_rgb_rows(weight: Tensor, bias: Tensor, group_channels: int, first_rgb: int) -> tuple[Tensor, Tensor]:

@@ -25,6 +25,7 @@ from humansplat.models import (
     load_checked,
     read_model_dir,
 )
+from humansplat.models.heads import upsample_unpatch
 from humansplat.train.augment import degrade_photo, perturb_body
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
@@ -155,14 +156,29 @@ class ReconstructorTask(Task):
 
     def adapt_warm_start(self, model: Reconstructor, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
         """Weights trained without ``photo_colors`` into a model with it: their RGB outputs (absolute colours)
-        are zeroed, so every Gaussian starts at its photo colour prior. The other way round is an error."""
+        are zeroed, so every Gaussian starts at its photo colour prior (the other way round is an error).
+        Weights with a coarser per-pixel Gaussian grid (``gaussian_stride`` 2 into 1): the pixel head's
+        unpatch layer is nearest-upsampled, so every finer Gaussian starts as the coarse one it lies in."""
+        notes = []
+        source_stride = int(config.get("gaussian_stride", ReconstructorConfig.gaussian_stride))
+        stride = model.config.gaussian_stride
+        if source_stride != stride:
+            if source_stride % stride:
+                raise ValueError(f"warm start: gaussian_stride {source_stride} of the source cannot become {stride} "
+                                 "(only a finer grid, by a whole factor)")
+            state = dict(state)
+            name = "pixel_head.unpatch"
+            state[f"{name}.weight"], state[f"{name}.bias"] = upsample_unpatch(
+                state[f"{name}.weight"], state[f"{name}.bias"], model.token_px // source_stride, source_stride // stride)
+            notes.append(f"per-pixel Gaussian grid {source_stride / stride:g}x finer (unpatch upsampled)")
         source_prior = bool(config.get("photo_colors", False))
         if model.config.photo_colors and not source_prior:
-            return model.colors_at_prior(state), "RGB outputs zeroed (the source has no photo colour prior)"
+            state = model.colors_at_prior(state)
+            notes.append("RGB outputs zeroed (the source has no photo colour prior)")
         if source_prior and not model.config.photo_colors:
             raise ValueError("warm start: the source weights predict colours as residuals on the photo's (photo_colors); "
                              "set \"photo_colors\": true in the config's model")
-        return state, ""
+        return state, "; ".join(notes)
 
     def step_module(self, model: Reconstructor) -> nn.Module:
         loss = ReconstructionLoss(self.cfg.loss).to(self.device)
