@@ -5,9 +5,12 @@ The input-view PSNR cannot tell: a billboard of the photo reproduces the photo. 
 - ``side_ratio``: the silhouette area (alpha > 0.5) seen from the subject's left and right, 90 degrees
   from the photo's camera at the same distance, over the area seen from the photo's camera. A standing
   person scores about 0.5-0.7, a cut-out under 0.2 (a sliver).
-- ``depth_ratio``: the extent along the photo camera's viewing axis of the opaque Gaussians (5th to 95th
-  percentile, opacity-weighted) over their extent across it: about 0.4 for a standing person, near 0 for a
-  cut-out.
+- ``depth_ratio``: the extent along the photo camera's viewing axis of the rendered surface seen from the
+  photo's camera and from behind (every pixel with alpha > 0.5, unprojected at its rendered depth; 5th to
+  95th percentile) over the front surface's extent across it: about 0.3-0.6 for a standing person, near 0
+  for a cut-out (the camera behind it sees the same plane). It counts pixels, not Gaussians, so it does not
+  change with how densely a surface is sampled (until v7 it counted opaque Gaussians, and a 4x denser
+  per-pixel grid made every body look flat: docs/model.md, v8).
 
 ``is_cutout`` flags either under its bar. Used by benchmarks/volume.py on the synthetic benchmark and the
 shared photos.
@@ -25,7 +28,7 @@ __all__ = ["volume_measures", "is_cutout", "SIDE_RATIO_MIN", "DEPTH_RATIO_MIN"]
 
 SIDE_RATIO_MIN = 0.25  # side silhouette / front silhouette below this: a cut-out
 DEPTH_RATIO_MIN = 0.15  # depth extent / width below this: a cut-out
-OPAQUE = 0.5  # silhouette threshold on the rendered alpha, and the opacity counted in the extents
+OPAQUE = 0.5  # silhouette threshold on the rendered alpha
 RENDER_SIZE = 128
 
 
@@ -39,11 +42,24 @@ def _orbit_view(camera: Cameras, azimuth_deg: float, size: int) -> Cameras:
     return Cameras(camera.K.clone(), w2c, camera.width, camera.height).resized(size, size)
 
 
-def _percentile_extent(x: Tensor, w: Tensor) -> float:
-    order = x.argsort()
-    cum = w[order].cumsum(0) / w.sum()
-    lo, hi = x[order][torch.searchsorted(cum, torch.tensor([0.05, 0.95], device=x.device)).clamp_max(len(x) - 1)]
+def _percentile_extent(x: Tensor) -> float:
+    if x.numel() < 2:
+        return 0.0
+    lo, hi = torch.quantile(x.float(), torch.tensor([0.05, 0.95], device=x.device))
     return float(hi - lo)
+
+
+def _surface_points(gaussians: Gaussians, camera: Cameras) -> tuple[Tensor, Tensor]:
+    """The silhouette area (pixels with alpha > ``OPAQUE``) of ``gaussians`` seen by ``camera`` (batch 1), and
+    those pixels unprojected at their rendered depth: world points (P,3) of the surface the camera sees."""
+    out = render(gaussians, camera)
+    alpha, z = out.alpha.reshape(camera.height, camera.width), out.depth.reshape(camera.height, camera.width)
+    v, u = torch.nonzero(alpha > OPAQUE, as_tuple=True)
+    K = camera.K[0].float()
+    zs = z[v, u]
+    cam_pts = torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * zs, (v + 0.5 - K[1, 2]) / K[1, 1] * zs, zs], -1)
+    c2w = camera.c2w[0].float()
+    return alpha.new_tensor(float(len(v))), cam_pts @ c2w[:3, :3].T + c2w[:3, 3]
 
 
 @torch.no_grad()
@@ -51,19 +67,14 @@ def volume_measures(gaussians: Gaussians, camera: Cameras, size: int = RENDER_SI
     """``side_ratio`` and ``depth_ratio`` of ``gaussians`` (N,), the subject near the world origin, seen
     from the photo's ``camera`` (batch 1), see the module docstring."""
     camera = camera.to(gaussians.device)
-    areas = []
-    for az in (0.0, 90.0, -90.0):
-        alpha = render(gaussians, _orbit_view(camera, az, size)).alpha
-        areas.append(float((alpha > OPAQUE).float().sum()))
-    w = gaussians.opacities.float()
-    keep = w >= OPAQUE
-    cam_pts = (camera.w2c[0, :3, :3] @ gaussians.means[keep].float().T).T  # camera axes: x across, z along the view
-    wk = w[keep].float()
-    width = _percentile_extent(cam_pts[:, 0], wk) if keep.sum() > 1 else 0.0
-    depth = _percentile_extent(cam_pts[:, 2], wk) if keep.sum() > 1 else 0.0
+    (front, front_pts), (left, _), (right, _), (_, back_pts) = (
+        _surface_points(gaussians, _orbit_view(camera, az, size)) for az in (0.0, 90.0, -90.0, 180.0))
+    w2c = camera.w2c[0].float()  # the photo camera's axes: x across, z along the view
+    across = (front_pts @ w2c[0, :3]).flatten()
+    along = (torch.cat([front_pts, back_pts]) @ w2c[2, :3]).flatten()
     return {
-        "side_ratio": (areas[1] + areas[2]) / 2 / max(areas[0], 1.0),
-        "depth_ratio": depth / max(width, 1e-6),
+        "side_ratio": float(left + right) / 2 / max(float(front), 1.0),
+        "depth_ratio": _percentile_extent(along) / max(_percentile_extent(across), 1e-6),
     }
 
 
