@@ -12,8 +12,7 @@ The input-view PSNR cannot tell: a billboard of the photo reproduces the photo. 
   change with how densely a surface is sampled (until v7 it counted opaque Gaussians, and a 4x denser
   per-pixel grid made every body look flat: docs/model.md, v8).
 
-``is_cutout`` flags either under its bar. Used by benchmarks/volume.py on the synthetic benchmark and the
-shared photos.
+``is_cutout`` flags either under its bar. Used by benchmarks/real_photos.py on the shared photos.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def _percentile_extent(x: Tensor) -> float:
     return float(hi - lo)
 
 
-def _surface_points(gaussians: Gaussians, camera: Cameras) -> tuple[Tensor, Tensor]:
+def _surface_points(gaussians: Gaussians, camera: Cameras) -> tuple[float, Tensor]:
     """The silhouette area (pixels with alpha > ``OPAQUE``) of ``gaussians`` seen by ``camera`` (batch 1), and
     those pixels unprojected at their rendered depth: world points (P,3) of the surface the camera sees."""
     out = render(gaussians, camera)
@@ -59,7 +58,7 @@ def _surface_points(gaussians: Gaussians, camera: Cameras) -> tuple[Tensor, Tens
     zs = z[v, u]
     cam_pts = torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * zs, (v + 0.5 - K[1, 2]) / K[1, 1] * zs, zs], -1)
     c2w = camera.c2w[0].float()
-    return alpha.new_tensor(float(len(v))), cam_pts @ c2w[:3, :3].T + c2w[:3, 3]
+    return float(len(v)), cam_pts @ c2w[:3, :3].T + c2w[:3, 3]
 
 
 @torch.no_grad()
@@ -73,7 +72,7 @@ def volume_measures(gaussians: Gaussians, camera: Cameras, size: int = RENDER_SI
     across = (front_pts @ w2c[0, :3]).flatten()
     along = (torch.cat([front_pts, back_pts]) @ w2c[2, :3]).flatten()
     return {
-        "side_ratio": float(left + right) / 2 / max(float(front), 1.0),
+        "side_ratio": (left + right) / 2 / max(front, 1.0),
         "depth_ratio": _percentile_extent(along) / max(_percentile_extent(across), 1e-6),
     }
 
