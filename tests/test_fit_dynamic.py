@@ -121,8 +121,10 @@ def test_trust_rule_per_limb():
     assert ok[0] and ok[2] == () and "<=" in ok[1]
     one = judge_fit(errors_px(left_leg=120.0), conf, S, 0.2)  # one wrong leg: the body stays, the leg does not
     assert one[0] and one[2] == ("left_leg",) and "left_leg 120 px" in one[1]
-    two = judge_fit(errors_px(left_leg=120.0, right_arm=60.0), conf, S, 0.2)
-    assert not two[0] and two[2] == ("right_arm", "left_leg")
+    two = judge_fit(errors_px(left_leg=120.0, right_leg=90.0), conf, S, 0.2)  # both legs of a jump: the rest stays
+    assert two[0] and two[2] == ("left_leg", "right_leg")
+    three = judge_fit(errors_px(left_leg=120.0, right_leg=90.0, right_arm=60.0), conf, S, 0.2)
+    assert not three[0] and three[2] == ("right_arm", "left_leg", "right_leg") and "3 limbs off" in three[1]
     core = errors_px()
     core[list(CORE)] = 30.0
     assert not judge_fit(core, conf, S, 0.2)[0]  # the torso and head must fit

@@ -31,7 +31,8 @@ MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of th
 # A limb whose seen (confidence >= VISIBLE_CONFIDENCE) elbow and wrist, or knee and ankle, miss by more than this on
 # average (fraction of the crop side) is untrusted: its anchors are dropped and the photo's pixels shape it.
 MAX_LIMB_REPROJECTION = 0.05
-MAX_UNTRUSTED_LIMBS = 1  # more than this and the whole fit is untrusted (the torso and head must always fit)
+MAX_UNTRUSTED_LIMBS = 2  # more than this and the whole fit is untrusted (the torso and head must always fit; 2: both
+# legs of a jump, whose body prior still shapes the torso, arms and head: docs/fit.md)
 # Template-free anchors need the real height of what the matte shows (one view cannot tell scale).
 VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}
 MIN_OPACITY = 0.005  # nearly transparent Gaussians are dropped (invisible, and they slow rendering tenfold)
