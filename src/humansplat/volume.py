@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from humansplat.cameras import Cameras, look_at
+from humansplat.cameras import Cameras, look_at, pixel_rays
 from humansplat.gaussians import Gaussians, render
 
 __all__ = ["volume_measures", "is_cutout", "SIDE_RATIO_MIN", "DEPTH_RATIO_MIN"]
@@ -52,13 +52,10 @@ def _surface_points(gaussians: Gaussians, camera: Cameras) -> tuple[float, Tenso
     """The silhouette area (pixels with alpha > ``OPAQUE``) of ``gaussians`` seen by ``camera`` (batch 1), and
     those pixels unprojected at their rendered depth: world points (P,3) of the surface the camera sees."""
     out = render(gaussians, camera)
-    alpha, z = out.alpha.reshape(camera.height, camera.width), out.depth.reshape(camera.height, camera.width)
-    v, u = torch.nonzero(alpha > OPAQUE, as_tuple=True)
-    K = camera.K[0].float()
-    zs = z[v, u]
-    cam_pts = torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * zs, (v + 0.5 - K[1, 2]) / K[1, 1] * zs, zs], -1)
-    c2w = camera.c2w[0].float()
-    return float(len(v)), cam_pts @ c2w[:3, :3].T + c2w[:3, 3]
+    origin, direction = (r[0] for r in pixel_rays(camera))  # (H,W,3) each
+    z = out.depth[0, ..., 0] / (direction @ camera.c2w[0, :3, 2])  # camera-z depth -> distance along the ray
+    seen = out.alpha[0, ..., 0] > OPAQUE
+    return float(seen.sum()), (origin + direction * z[..., None])[seen]
 
 
 @torch.no_grad()
