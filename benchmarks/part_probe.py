@@ -1,5 +1,6 @@
 """Part segmentation on the classes the benchmark barely shows: reconstructor weights side by side on engine
-subjects drawn with ``data.rare_parts`` (bare feet, socks over bare feet, bare midriffs), ground-truth bodies.
+subjects drawn with ``data.rare_parts`` (bare feet, socks over bare feet, bare midriffs, bare torsos),
+ground-truth bodies.
 
 The 20 benchmark subjects hold almost no bare feet or socked feet, so their IoU reads 0 whatever the
 weights do; this probe draws subjects that show them. It is a probe, not the benchmark: its subjects come

@@ -360,10 +360,10 @@ def test_engine_free_colours_recolour_garments_only_and_default_draws_nothing():
     assert torch.isfinite(batch["images"]).all()
 
 
-def test_rare_parts_show_bare_feet_socks_on_feet_and_a_midriff_and_default_draws_nothing():
+def test_rare_parts_show_bare_feet_socks_on_feet_a_midriff_a_bare_torso_and_default_draws_nothing():
     from humansplat.body.model import PHENOTYPE_NAMES
     from humansplat.data import LABEL_CHANNELS
-    from humansplat.data.subjects import BOTTOMS, SHOES, expose_rare_parts, sample_outfits
+    from humansplat.data.subjects import BOTTOMS, NO_TOP_HEM, SHOES, expose_rare_parts, sample_outfits
 
     g = torch.Generator().manual_seed(4)
     outfit = sample_outfits(torch.rand(40, len(PHENOTYPE_NAMES), generator=torch.Generator().manual_seed(1)), g)
@@ -373,12 +373,14 @@ def test_rare_parts_show_bare_feet_socks_on_feet_and_a_midriff_and_default_draws
     hem = outfit.hem.clone()
     expose_rare_parts(outfit, 1.0, g)
     barefoot = outfit.shoes == SHOES.index("barefoot")
-    midriff = outfit.hem > outfit.waist
-    assert outfit.sock_feet.any() and (barefoot & ~outfit.sock_feet).any() and midriff.any()
+    shirtless = outfit.hem >= NO_TOP_HEM
+    midriff = (outfit.hem > outfit.waist) & ~shirtless
+    assert outfit.sock_feet.any() and (barefoot & ~outfit.sock_feet).any() and midriff.any() and shirtless.any()
+    assert (outfit.sleeve[shirtless] < 0).all() and (outfit.outer[shirtless | midriff] == 0).all()
     assert (outfit.sock_feet <= barefoot).all()  # socks on feet only without shoes
     dress = outfit.bottom == BOTTOMS.index("dress")
     assert torch.equal(outfit.hem[dress], hem[dress])
-    assert (barefoot | midriff | dress).all()  # every subject shows one, but a dress keeps its bodice
+    assert (barefoot | midriff | shirtless | dress).all()  # every subject shows one, but a dress keeps its bodice
 
     # dressed: socks now cover the feet of a subject in socks, bare skin shows between top and waistband
     engine = SyntheticEngine(EngineConfig(resolution=48, views=1, points=3000, detail=0.02, rare_parts=1.0), device="cpu")
@@ -397,3 +399,6 @@ def test_rare_parts_show_bare_feet_socks_on_feet_and_a_midriff_and_default_draws
             assert feet[b].any() and not socks[b].any()
     shown = s.outfit.hem > s.outfit.waist
     assert shown.any() and torso[shown].sum(-1).min() > torso[~shown].sum(-1).float().mean()
+    top = torch.isin(ids, torch.tensor([CLASS_ID["Upper_Clothing"]])) & seen
+    bare = s.outfit.hem >= NO_TOP_HEM
+    assert bare.any() and not top[bare].any()  # no top and no jacket: nothing on the torso or arms is clothing

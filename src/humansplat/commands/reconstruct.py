@@ -34,8 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--weights", type=Path, default=None, help="reconstructor folder (default: the shipped weights)")
     p.add_argument("--person", type=int, default=None, metavar="K", help="which person when there are several: 0 = the largest (default)")
     p.add_argument("--refine-mode", choices=["full", "colors"], default=RefineConfig.mode,
-                   help=f"refine colours, positions, scales and opacities against the photo and its matte (full), or colours "
-                        f"only (default {RefineConfig.mode})")
+                   help=f"refine colours only (colors), or colours, positions and scales against the photo and its matte "
+                        f"(full: a sharper input view, softer hands from other views; default {RefineConfig.mode})")
     p.add_argument("--refine-steps", type=int, default=RefineConfig.steps, metavar="N",
                    help=f"refinement steps against the photo (0: off; default {RefineConfig.steps})")
     p.add_argument("--compile-fit", action="store_true",

@@ -60,7 +60,7 @@ class EngineConfig:
     input_fill: tuple[float, float] = (0.7, 0.95)
     half_body: float = 0.2
     free_colors: float = 0.0  # share of garments coloured from the whole hue circle instead of the palette
-    rare_parts: float = 0.0  # share of subjects showing bare feet, socks over bare feet or a bare midriff
+    rare_parts: float = 0.0  # share of subjects showing bare feet, socks over bare feet, a bare midriff or a bare torso
     roll_std: float = 3.0
     years: tuple[float, float] = (4.0, 85.0)
     pose_kinds: tuple[str, ...] | None = None

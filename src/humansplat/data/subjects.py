@@ -22,7 +22,7 @@ from humansplat.data.device import constant, to_device
 from humansplat.data.surfels import Surfels
 from humansplat.keypoints import SHOULDERS
 
-__all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "expose_rare_parts", "RARE_PART_KINDS", "place_logos", "surfel_albedo"]
+__all__ = ["HAIR_STYLES", "TOPS", "BOTTOMS", "OUTERS", "SHOES", "HATS", "OBJECTS", "MATERIALS", "M", "Outfit", "sample_outfits", "expose_rare_parts", "RARE_PART_KINDS", "NO_TOP_HEM", "place_logos", "surfel_albedo"]
 
 HAIR_STYLES = ("bald", "buzz", "short", "bob", "long", "ponytail", "bun", "afro")
 TOPS = ("tank", "tshirt", "longsleeve")
@@ -229,13 +229,15 @@ def recolor_garments(outfit: Outfit, share: float, generator: torch.Generator) -
     mats.colors[:, ids] = torch.where(chosen[..., None, None], free, cols)
 
 
-RARE_PART_KINDS = ("barefoot", "sock_feet", "midriff")
+RARE_PART_KINDS = ("barefoot", "sock_feet", "midriff", "shirtless")
+NO_TOP_HEM = 10.0  # a hem above every trunk height (``dressing``: the top covers the trunk above its hem)
 
 
 def expose_rare_parts(outfit: Outfit, share: float, generator: torch.Generator) -> None:
     """In place: ``share`` of the subjects show one part class the engine rarely shows (one kind of
-    ``RARE_PART_KINDS`` each, equally often): bare feet, socks over bare feet, or a bare midriff (a top
-    cropped above the waistband, untucked, no jacket; dresses are left alone). Draws nothing at 0."""
+    ``RARE_PART_KINDS`` each, equally often): bare feet, socks over bare feet, a bare midriff (a top
+    cropped above the waistband, untucked, no jacket) or a bare torso and arms (no top, no jacket);
+    dresses are left alone. Draws nothing at 0."""
     if share <= 0:
         return
     B = outfit.shoes.shape[0]
@@ -245,10 +247,13 @@ def expose_rare_parts(outfit: Outfit, share: float, generator: torch.Generator) 
     feet = chosen & (kind < RARE_PART_KINDS.index("midriff"))
     outfit.shoes = torch.where(feet, SHOES.index("barefoot"), outfit.shoes)
     outfit.sock_feet = feet & (kind == RARE_PART_KINDS.index("sock_feet"))
-    midriff = chosen & (kind == RARE_PART_KINDS.index("midriff")) & (outfit.bottom != BOTTOMS.index("dress"))
-    outfit.hem = torch.where(midriff, outfit.waist + crop, outfit.hem)
-    outfit.tucked = outfit.tucked & ~midriff
-    outfit.outer = torch.where(midriff, OUTERS.index("none"), outfit.outer)
+    no_dress = chosen & (outfit.bottom != BOTTOMS.index("dress"))
+    midriff = no_dress & (kind == RARE_PART_KINDS.index("midriff"))
+    shirtless = no_dress & (kind == RARE_PART_KINDS.index("shirtless"))
+    outfit.hem = torch.where(midriff, outfit.waist + crop, torch.where(shirtless, NO_TOP_HEM, outfit.hem))
+    outfit.sleeve = torch.where(shirtless, -1.0, outfit.sleeve)
+    outfit.tucked = outfit.tucked & ~(midriff | shirtless)
+    outfit.outer = torch.where(midriff | shirtless, OUTERS.index("none"), outfit.outer)
 
 
 def place_logos(outfit: Outfit, rest_keypoints: Tensor, generator: torch.Generator) -> None:
