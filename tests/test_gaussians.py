@@ -228,6 +228,29 @@ def test_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
 
 
+@pytest.mark.parametrize("degree", [0, 2])
+def test_color_operator_is_the_torch_render_with_geometry_frozen(degree):
+    """color_operator's sparse product gives the torch rasterizer's colours and their SH gradients, on
+    non-square views (rows past the width), with opaque Gaussians (early termination) and a coloured background."""
+    from humansplat.gaussians.render import color_operator
+
+    g = random_gaussians(80, seed=3, degree=degree, dtype=torch.float64)
+    g.opacity_logits[:6] = 8.0
+    cams = small_cameras().to(dtype=torch.float64)
+    bg = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    op = color_operator(g, cams, background=bg)
+    sh = [g.sh.clone().requires_grad_(True) for _ in range(2)]
+    ref = render(Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, sh[0]), cams, background=bg, backend="torch").rgb
+    out = op(sh[1])
+    torch.testing.assert_close(out, ref)
+    probe = torch.rand(ref.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ((ref * probe).sum() + (out * probe).sum()).backward()
+    torch.testing.assert_close(sh[1].grad, sh[0].grad)
+    assert sh[0].grad.abs().sum() > 0 and op.matrix._nnz() > cams.width * cams.height  # several Gaussians per pixel
+    with pytest.raises(ValueError, match="one subject"):
+        color_operator(g._map(lambda x: x[None]), cams)
+
+
 def test_chunked_and_recomputed_paths_agree(monkeypatch):
     # tiny blocks force many groups, and the recompute-in-backward path; results must not change
     import humansplat.gaussians.rasterize_torch as rt

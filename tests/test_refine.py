@@ -128,3 +128,20 @@ def test_color_scores_see_a_hue_shift_that_psnr_hardly_sees():
     assert float(shifted["delta_e"][0]) > 20  # far beyond just noticeable (about 2.3)
     grey = torch.where(mask > 0, photo.mean(1, keepdim=True).expand_as(photo), photo)
     assert float(color_scores(grey, photo, mask)["chroma_ratio"][0]) < 0.05
+
+
+def test_colour_refinement_on_the_sparse_operator_matches_rendering(monkeypatch):
+    """On the CPU the colour mode renders through gaussians.render.color_operator; the result is that of
+    rasterizing every step (forced here by making refine think gsplat renders)."""
+    import humansplat.refine as rf
+
+    n = 300
+    guess = scene(torch.full((n, 3), 0.5))
+    cam = orbit_cameras(torch.tensor([0.0]), 0.0, 2.5, fov_deg=40, size=48)
+    photo = render(scene(torch.rand(n, 3, generator=torch.Generator().manual_seed(3))), cam).rgb[0].permute(2, 0, 1)
+    cfg = RefineConfig(steps=8, resolution=48)
+    fast = refine(guess, cam, photo, None, cfg)
+    monkeypatch.setattr(rf, "auto_backend", lambda device: "gsplat")  # render() itself still picks torch on the CPU
+    slow = refine(guess, cam, photo, None, cfg)
+    torch.testing.assert_close(fast.sh, slow.sh, atol=1e-5, rtol=1e-4)
+    assert (fast.sh - guess.sh).abs().max() > 0.05  # it did fit something

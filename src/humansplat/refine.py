@@ -25,7 +25,10 @@ measured along and across the photo's rays, the scale band, the colour and opaci
 view constrains stays near the feed-forward result. The extra views have no matte (they are images on white).
 
 Both run a fixed number of Adam steps at a reduced resolution (``resolution``). Deterministic on CPU
-for a fixed thread count: every op of the render and its backward is (see tests/test_refine.py).
+for a fixed thread count: every op of the render and its backward is (see tests/test_refine.py). In the
+colour mode on the torch rasterizer (CPU) the geometry never moves, so each pixel's compositing weights are
+computed once (``gaussians.render.color_operator``) and every step's render is one sparse product: the same
+loss, the same steps, several times faster than rasterizing 30 times.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from torch import Tensor
 
 from humansplat.cameras import Cameras, project_points
 from humansplat.gaussians import Gaussians, render
+from humansplat.gaussians.render import auto_backend, color_operator
 from humansplat.metrics import color_scores, psnr
 
 __all__ = ["REFINE_MODES", "RefineConfig", "refine", "refine_colors", "photo_psnr", "photo_scores"]
@@ -162,14 +166,17 @@ def refine(gaussians: Gaussians, camera: Cameras, image: Tensor, mask: Tensor | 
         prior = prior + (cfg.drift_weight * drift.sum() + cfg.opacity_prior_weight * d_opa.square().sum()) / max(1, g0.num)
         return g, prior
 
+    # colours alone on the torch rasterizer: the render is linear in them, one sparse product a step
+    linear = color_operator(g0, cam) if not full and auto_backend(dev) == "torch" else None
     with torch.enable_grad():
         for _ in range(cfg.steps):
             g, prior = current()
-            out = render(g, cam)
-            rgb = out.rgb[0]
+            out = None if linear is not None else render(g, cam)  # the matte term (full mode) needs its alpha
+            rgbs = linear(g.sh) if linear is not None else out.rgb
+            rgb = rgbs[0]
             loss = F.l1_loss(rgb, target) + F.mse_loss(rgb, target) + prior
             if extra:
-                views = out.rgb[1:]
+                views = rgbs[1:]
                 loss = loss + cfg.view_weight * (F.l1_loss(views, view_targets) + F.mse_loss(views, view_targets))
             if matte is not None:
                 loss = loss + cfg.mask_weight * F.mse_loss(out.alpha[0], matte)

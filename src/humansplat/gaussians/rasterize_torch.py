@@ -18,12 +18,13 @@ gradients on big workloads, chunks are recomputed in the backward pass rather th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["rasterize_torch", "project_gaussians", "quat_to_rotmat", "EPS2D", "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "TILE"]
+__all__ = ["rasterize_torch", "compositing_weights", "project_gaussians", "quat_to_rotmat", "EPS2D", "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "TILE"]
 
 EPS2D = 0.3  # px^2 added to the 2D covariance (INRIA / gsplat "classic")
 ALPHA_MIN = 1.0 / 255.0
@@ -138,55 +139,21 @@ def rasterize_torch(
     ``max_elements`` bounds the (tile, slot, pixel) block evaluated at once (default: cache-sized on
     CPU, larger on GPU).
     """
-    if max_elements is None:
-        max_elements = 1 << 21 if means.device.type == "cpu" else 1 << 25
     B, N = means.shape[:2]
     V = w2c.shape[1]
     D = colors.shape[-1]
     dev, dt = means.device, means.dtype
-    means2d, conics, depths, radii = project_gaussians(means, quats, scales, opacities, w2c, K, width, height, near, far)
-
-    # visible instances (image, gaussian), flattened over I = B * V images
-    flat = torch.nonzero((radii > 0).all(-1).reshape(-1)).squeeze(1)
-    img = flat // N
-    gid = flat % N
-    m2d = _take(means2d.reshape(-1, 2), flat)
-    con = _take(conics.reshape(-1, 3), flat)
-    dep = _take(depths.reshape(-1), flat)
-    opa = _take(opacities.reshape(-1), (img // V) * N + gid)
-    col = _take(colors.reshape(-1, D), flat if colors.dim() == 4 else (img // V) * N + gid)
-    feats = torch.cat([col, dep[:, None]], -1)  # depth rides along as one more channel
-    tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
-    n_tiles = tiles_x * tiles_y
-    I = B * V
-
-    with torch.no_grad():
-        tile_local, pair_inst = _bin_to_tiles(m2d, radii.reshape(-1, 2)[flat], dep, tiles_x, tiles_y)
-        tile_id = img[pair_inst] * n_tiles + tile_local
-        tile_id, order = torch.sort(tile_id, stable=True)
-        pair_inst = pair_inst[order]
-        counts = torch.bincount(tile_id, minlength=I * n_tiles)
-        offsets = torch.cumsum(counts, 0) - counts
-        busy = torch.nonzero(counts).squeeze(1)
-        busy = busy[torch.argsort(counts[busy], descending=True)]  # similar list lengths per group
-        # monomials (x^2, y^2, xy, x, y, 1) of the pixel centres, relative to the tile centre
-        ly, lx = torch.meshgrid(torch.arange(TILE, device=dev), torch.arange(TILE, device=dev), indexing="ij")
-        x, y = (lx.reshape(-1).to(dt) + 0.5 - TILE / 2), (ly.reshape(-1).to(dt) + 0.5 - TILE / 2)
-        basis = torch.stack([x * x, y * y, x * y, x, y, torch.ones_like(x)])  # (6,P)
-
+    t = _tiled_instances(means, quats, scales, opacities, w2c, K, width, height, near, far)
+    col = _take(colors.reshape(-1, D), t.flat if colors.dim() == 4 else (t.img // V) * N + t.gid)
+    feats = torch.cat([col, t.dep[:, None]], -1)  # depth rides along as one more channel
     P = TILE * TILE
+    I = B * V
     # With gradients on a big workload, each group's compositing is recomputed in the backward pass
     # instead of storing its (tile, slot, pixel) intermediates: memory stays bounded by the group.
-    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (m2d, con, opa, feats)) and pair_inst.numel() * P > _RECOMPUTE_ELEMENTS
+    recompute = torch.is_grad_enabled() and any(x.requires_grad for x in (t.m2d, t.con, t.opa, feats)) and t.pair_inst.numel() * P > _RECOMPUTE_ELEMENTS
     out_tiles, out_T, out_ids = [], [], []
-    start = 0
-    while start < busy.numel():
-        first_len = int(counts[busy[start]])
-        slots = max(8, min(64, first_len))
-        G = max(1, max_elements // (slots * P))
-        group = busy[start : start + G]
-        start += G
-        args = (group, counts, offsets, pair_inst, m2d, con, opa, feats, basis, tiles_x, n_tiles, slots, dt)
+    for group, slots in _tile_groups(t, max_elements):
+        args = (group, t.counts, t.offsets, t.pair_inst, t.m2d, t.con, t.opa, feats, t.basis, t.tiles_x, t.n_tiles, slots, dt)
         if recompute:
             acc, T = checkpoint(_composite_group, *args, use_reentrant=False)
         else:
@@ -195,17 +162,17 @@ def rasterize_torch(
         out_T.append(T)
         out_ids.append(group)
 
-    acc_all = torch.zeros(I * n_tiles, P, D + 1, device=dev, dtype=dt)
-    T_all = torch.ones(I * n_tiles, P, device=dev, dtype=dt)
+    acc_all = torch.zeros(I * t.n_tiles, P, D + 1, device=dev, dtype=dt)
+    T_all = torch.ones(I * t.n_tiles, P, device=dev, dtype=dt)
     if out_ids:
         ids = torch.cat(out_ids)
         acc_all = acc_all.index_copy(0, ids, torch.cat(out_tiles))
         T_all = T_all.index_copy(0, ids, torch.cat(out_T))
 
-    def to_image(t: Tensor) -> Tensor:
-        c = t.shape[-1]
-        t = t.reshape(B, V, tiles_y, tiles_x, TILE, TILE, c).permute(0, 1, 2, 4, 3, 5, 6)
-        return t.reshape(B, V, tiles_y * TILE, tiles_x * TILE, c)[:, :, :height, :width]
+    def to_image(x: Tensor) -> Tensor:
+        c = x.shape[-1]
+        x = x.reshape(B, V, t.tiles_y, t.tiles_x, TILE, TILE, c).permute(0, 1, 2, 4, 3, 5, 6)
+        return x.reshape(B, V, t.tiles_y * TILE, t.tiles_x * TILE, c)[:, :, :height, :width]
 
     acc_img = to_image(acc_all)
     T = to_image(T_all[..., None])
@@ -215,17 +182,113 @@ def rasterize_torch(
     return rgb, alpha, depth
 
 
-def _composite_group(group, counts, offsets, pair_inst, m2d, con, opa, feats, basis, tiles_x, n_tiles, slots, dt):
+def compositing_weights(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, w2c: Tensor, K: Tensor, width: int,
+                        height: int, near: float = 0.01, far: float = 100.0, max_elements: int | None = None,
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """The weights with which ``rasterize_torch`` composites each Gaussian into each pixel (no gradient):
+    its colour output is exactly ``rgb[pixel] = sum_k weights[k] * colors[cols[k]] + T[pixel] * background``
+    over the entries k with ``rows[k] == pixel``. Geometry fixed, a render is linear in the colours.
+
+    Arguments as ``rasterize_torch``. Returns rows (M,) pixel indices into the flattened (B,V,H,W) images,
+    cols (M,) indices into the flattened (B,V,N) per-view colours, weights (M,) = alpha * transmittance
+    before the Gaussian, and the final transmittance T (B,V,H,W).
+    """
+    B, N = means.shape[:2]
+    V = w2c.shape[1]
+    dt = means.dtype
+    with torch.no_grad():
+        t = _tiled_instances(means, quats, scales, opacities, w2c, K, width, height, near, far)
+        found: list[tuple[Tensor, Tensor, Tensor]] = []
+        T_all = torch.ones(B * V * t.n_tiles, TILE * TILE, device=means.device, dtype=dt)
+        for group, slots in _tile_groups(t, max_elements):
+            _, T = _composite_group(group, t.counts, t.offsets, t.pair_inst, t.m2d, t.con, t.opa, None, t.basis,
+                                    t.tiles_x, t.n_tiles, slots, dt, found)  # fmt: skip
+            T_all[group] = T
+        tile, pix, inst, weights = (torch.cat(x) for x in zip(*found)) if found else (torch.zeros(0, dtype=torch.long),) * 3 + (torch.zeros(0, dtype=dt),)
+        img, local = tile // t.n_tiles, tile % t.n_tiles
+        y = (local // t.tiles_x) * TILE + pix // TILE
+        x = (local % t.tiles_x) * TILE + pix % TILE
+        inside = (y < height) & (x < width)
+        rows = ((img * height + y) * width + x)[inside]
+        cols = t.flat[inst[inside]]
+        T = T_all.reshape(B, V, t.tiles_y, t.tiles_x, TILE, TILE).permute(0, 1, 2, 4, 3, 5)
+        T = T.reshape(B, V, t.tiles_y * TILE, t.tiles_x * TILE)[:, :, :height, :width]
+    return rows, cols, weights[inside], T
+
+
+@dataclass
+class _Tiled:
+    """Visible (image, Gaussian) instances, binned to tiles and depth-sorted per tile."""
+
+    flat: Tensor  # (n,) index into the flattened (B*V, N) instances
+    img: Tensor  # (n,) image index b * V + v
+    gid: Tensor  # (n,) Gaussian index
+    m2d: Tensor  # (n, 2) projected means
+    con: Tensor  # (n, 3) conics
+    dep: Tensor  # (n,) camera depths
+    opa: Tensor  # (n,) opacities
+    pair_inst: Tensor  # (pairs,) instances in (tile, depth) order
+    counts: Tensor  # (B*V*tiles,) pairs per tile
+    offsets: Tensor  # (B*V*tiles,) first pair of each tile
+    busy: Tensor  # tiles with pairs, longest lists first
+    basis: Tensor  # (6, TILE*TILE) pixel monomials
+    tiles_x: int
+    tiles_y: int
+    n_tiles: int
+
+
+def _tiled_instances(means, quats, scales, opacities, w2c, K, width, height, near, far) -> _Tiled:
+    B, N = means.shape[:2]
+    V = w2c.shape[1]
+    dev, dt = means.device, means.dtype
+    means2d, conics, depths, radii = project_gaussians(means, quats, scales, opacities, w2c, K, width, height, near, far)
+    flat = torch.nonzero((radii > 0).all(-1).reshape(-1)).squeeze(1)
+    img, gid = flat // N, flat % N
+    m2d = _take(means2d.reshape(-1, 2), flat)
+    dep = _take(depths.reshape(-1), flat)
+    tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
+    n_tiles = tiles_x * tiles_y
+    with torch.no_grad():
+        tile_local, pair_inst = _bin_to_tiles(m2d, radii.reshape(-1, 2)[flat], dep, tiles_x, tiles_y)
+        tile_id = img[pair_inst] * n_tiles + tile_local
+        tile_id, order = torch.sort(tile_id, stable=True)
+        pair_inst = pair_inst[order]
+        counts = torch.bincount(tile_id, minlength=B * V * n_tiles)
+        offsets = torch.cumsum(counts, 0) - counts
+        busy = torch.nonzero(counts).squeeze(1)
+        busy = busy[torch.argsort(counts[busy], descending=True)]  # similar list lengths per group
+        # monomials (x^2, y^2, xy, x, y, 1) of the pixel centres, relative to the tile centre
+        ly, lx = torch.meshgrid(torch.arange(TILE, device=dev), torch.arange(TILE, device=dev), indexing="ij")
+        x, y = (lx.reshape(-1).to(dt) + 0.5 - TILE / 2), (ly.reshape(-1).to(dt) + 0.5 - TILE / 2)
+        basis = torch.stack([x * x, y * y, x * y, x, y, torch.ones_like(x)])  # (6,P)
+    return _Tiled(flat, img, gid, m2d, _take(conics.reshape(-1, 3), flat), dep, _take(opacities.reshape(-1), (img // V) * N + gid),
+                  pair_inst, counts, offsets, busy, basis, tiles_x, tiles_y, n_tiles)  # fmt: skip
+
+
+def _tile_groups(t: _Tiled, max_elements: int | None):
+    """Yields (tiles, slots): groups of busy tiles with similar list lengths, sized to ``max_elements``."""
+    if max_elements is None:
+        max_elements = 1 << 21 if t.basis.device.type == "cpu" else 1 << 25
+    start = 0
+    while start < t.busy.numel():
+        slots = max(8, min(64, int(t.counts[t.busy[start]])))
+        G = max(1, max_elements // (slots * TILE * TILE))
+        yield t.busy[start : start + G], slots
+        start += G
+
+
+def _composite_group(group, counts, offsets, pair_inst, m2d, con, opa, feats, basis, tiles_x, n_tiles, slots, dt, found=None):
     """Front-to-back compositing of the tiles ``group``.
 
     Per chunk of depth slots, the log-alpha of every (tile, slot, pixel) is one small matmul of a
     Gaussian's quadratic-form coefficients (in coordinates centred on the tile) with the pixels'
     monomials; transmittance is a cumulative product over slots. Returns the weighted feature sums
-    (G,P,C) and the final transmittance (G,P).
+    (G,P,C) (None when ``feats`` is None) and the final transmittance (G,P). A list ``found`` receives
+    every nonzero weight as (tile, pixel, instance, weight) tensors (``compositing_weights``).
     """
     dev = basis.device
-    G, P, C = group.numel(), basis.shape[1], feats.shape[-1]
-    acc = torch.zeros(G, P, C, device=dev, dtype=dt)
+    G, P = group.numel(), basis.shape[1]
+    acc = None if feats is None else torch.zeros(G, P, feats.shape[-1], device=dev, dtype=dt)
     T = torch.ones(G, P, device=dev, dtype=dt)
     done = torch.zeros(G, P, dtype=torch.bool, device=dev)
     n = counts[group]
@@ -253,7 +316,11 @@ def _composite_group(group, counts, offsets, pair_inst, m2d, con, opa, feats, ba
         with torch.no_grad():
             inc = T_after > T_MIN  # a prefix of the slots: the pixel stops before crossing T_MIN
         w = torch.where(inc, w, torch.zeros_like(w))
-        acc = acc.index_add(0, alive, torch.einsum("asp,asc->apc", w, _take(feats, inst)))
+        if found is not None:
+            a, k, p = torch.nonzero(w > 0, as_tuple=True)
+            found.append((group[alive[a]], p, inst[a, k], w[a, k, p]))
+        if feats is not None:
+            acc = acc.index_add(0, alive, torch.einsum("asp,asc->apc", w, _take(feats, inst)))
         T = T.index_put((alive,), T[alive] - w.sum(1))
         with torch.no_grad():
             done = done.index_put((alive,), done[alive] | ~inc[:, -1, :])
