@@ -156,6 +156,31 @@ def test_keypoints_project_into_every_view(batch):
     assert inside[:, 0, :7].all()  # face and shoulders are always in the input view
 
 
+def test_portrait_framing_keeps_the_head_and_crops_the_body(engine):
+    """head_only 1: every input view holds the nose and the eyes, zoomed in (the head fills far more of the
+    frame than in full-body framing) and the hips mostly below the frame (a portrait with the arms spread
+    wide may still show one)."""
+    from humansplat.data import views as vw
+    from humansplat.keypoints import COCO_KEYPOINTS, HIPS, NOSE, SHOULDERS
+
+    s = engine.subjects(3, torch.Generator().manual_seed(5))
+    R = TINY.resolution
+
+    def framed(**kw):
+        cams = vw.input_views(s.points, s.valid, s.keypoints, R, torch.Generator().manual_seed(0), half_body=0.0, **kw)
+        uv, z = project_points(s.keypoints[:, None, :, :3].float(), cams)
+        return ((uv >= 0).all(-1) & (uv <= R).all(-1) & (z > 0))[:, 0], uv[:, 0]
+
+    inside, uv = framed(head_only=1.0)
+    face = [COCO_KEYPOINTS.index(n) for n in ("nose", "left_eye", "right_eye")]
+    assert inside[:, face].all() and (~inside[:, HIPS]).float().mean() > 0.5
+    full, uv_full = framed(head_only=0.0)
+    assert full[:, HIPS].all()
+    neck = lambda uv: (uv[:, SHOULDERS, 1].mean(1) - uv[:, NOSE, 1]).abs()  # noqa: E731
+    zoom = neck(uv) / neck(uv_full)
+    assert (zoom > 1.4).all() and zoom.mean() > 2  # raised or spread arms above the cut stay in the frame
+
+
 def test_orbit_cameras_surround_the_subject(batch):
     c = batch["cameras"][:, 1:].centers  # (B, V, 3)
     r = c.norm(dim=-1)

@@ -59,6 +59,7 @@ class EngineConfig:
     input_any_azimuth: float = 0.15
     input_fill: tuple[float, float] = (0.7, 0.95)
     half_body: float = 0.2
+    head_only: float = 0.0  # share of input views framed as portraits (head down to the chest or chin; views.input_views)
     free_colors: float = 0.0  # share of garments coloured from the whole hue circle instead of the palette
     rare_parts: float = 0.0  # share of subjects showing bare feet, socks over bare feet, a bare midriff or a bare torso
     roll_std: float = 3.0
@@ -210,7 +211,7 @@ class SyntheticEngine:
         build device."""
         c = self.config
         inp = vw.input_views(subjects.points, subjects.valid, subjects.keypoints, c.resolution, generator, c.input_fov, c.input_elevation,
-                             c.input_azimuth_std, c.input_any_azimuth, c.input_fill, c.half_body, c.roll_std)  # fmt: skip
+                             c.input_azimuth_std, c.input_any_azimuth, c.input_fill, c.half_body, c.roll_std, c.head_only)  # fmt: skip
         orbit = vw.orbit_views(subjects.points, subjects.valid, c.views, c.resolution, generator, c.fov, c.elevation, c.fill)
         return Cameras.cat([inp, orbit], dim=1)
 

@@ -24,7 +24,7 @@ def contact_sheet(engine: SyntheticEngine, subjects: int = 64, per_row: int = 4,
         n = min(batch_size, subjects - start)
         s = engine.subjects(n, g)
         inp = vw.input_views(s.points, s.valid, s.keypoints, cfg.resolution, g, cfg.input_fov, cfg.input_elevation,
-                             cfg.input_azimuth_std, cfg.input_any_azimuth, cfg.input_fill, cfg.half_body, cfg.roll_std)  # fmt: skip
+                             cfg.input_azimuth_std, cfg.input_any_azimuth, cfg.input_fill, cfg.half_body, cfg.roll_std, cfg.head_only)  # fmt: skip
         orbit = vw.orbit_views(s.points, s.valid, 3, cfg.resolution, g, cfg.fov, cfg.elevation, cfg.fill)
         maps = engine.render(s, Cameras.cat([inp, orbit], 1).to(engine.device))
         rgb = F.interpolate(maps["images"].flatten(0, 1), size=(panel, panel), mode="area").unflatten(0, (n, 4))

@@ -188,9 +188,9 @@ class ScanDataset(torch.utils.data.Dataset):
             orbit = vw.benchmark_views(pts, valid, c.resolution, 36, c.fov, 0.9)
             return Cameras.cat([orbit[:, :1], orbit], 1)
         kp = body["keypoints"][None] if body["keypoints"] is not None else torch.zeros(1, 17, 3)
-        half = c.half_body if body["keypoints"] is not None else 0.0
+        known = body["keypoints"] is not None  # crops need keypoints
         inp = vw.input_views(pts, valid, kp, c.resolution, generator, c.input_fov, c.input_elevation, c.input_azimuth_std,
-                             c.input_any_azimuth, c.input_fill, half, c.roll_std)  # fmt: skip
+                             c.input_any_azimuth, c.input_fill, c.half_body * known, c.roll_std, c.head_only * known)  # fmt: skip
         return Cameras.cat([inp, vw.orbit_views(pts, valid, c.views, c.resolution, generator, c.fov, c.elevation, c.fill)], 1)
 
     @torch.no_grad()

@@ -16,9 +16,12 @@ from torch import Tensor
 
 from humansplat.cameras import Cameras, look_at, orbit_positions
 from humansplat.data.device import constant, to_device
-from humansplat.keypoints import HIPS, SHOULDERS
+from humansplat.keypoints import HIPS, NOSE, SHOULDERS
 
 __all__ = ["orbit_views", "input_views", "benchmark_views", "fit_distance"]
+
+
+PORTRAIT_CUT = (-0.3, 0.6)  # head-only framing: the lowest kept height, from the shoulders (0) to the nose (1)
 
 
 def _u(shape, g, lo: float, hi: float) -> Tensor:
@@ -97,20 +100,28 @@ def input_views(
     fill: tuple[float, float] = (0.7, 0.95),
     half_body: float = 0.2,
     roll_std: float = 3.0,
+    head_only: float = 0.0,
 ) -> Cameras:
     """One camera per subject placed like a handheld photo: mostly from the front, a random field of
     view, elevation, distance and roll, the subject a little off-centre; with probability ``half_body``
-    framed from the head down to around the hips (what lies lower may leave the frame). Batch (B, 1)."""
+    framed from the head down to around the hips (what lies lower may leave the frame), with probability
+    ``head_only`` from the head down to between the upper chest and the chin (a portrait; it takes
+    precedence). Batch (B, 1). ``head_only`` 0 draws nothing, so older configs keep their cameras."""
     g = generator
     points, valid, kp = points.detach().float(), valid.detach(), keypoints.detach().float()
     B, dev = points.shape[0], points.device
     draws = [torch.rand(B, generator=g) < any_azimuth, _u(B, g, -180.0, 180.0), torch.randn(B, generator=g) * azimuth_std]
     draws += [_u(B, g, *elevation), _u(B, g, *fov), _u(B, g, *fill), torch.rand(B, generator=g) < half_body]
     draws += [_u(B, g, -0.1, 0.3), _u(B, g, -0.6, 0.6), _u(B, g, -0.6, 0.6), torch.randn(B, generator=g) * roll_std]
-    anywhere, az_any, az_front, el, fov_deg, f, crop, below, shift_x, shift_y, roll = to_device(tuple(draws), dev)
+    if head_only > 0:
+        draws += [torch.rand(B, generator=g) < head_only, _u(B, g, *PORTRAIT_CUT)]
+    anywhere, az_any, az_front, el, fov_deg, f, crop, below, shift_x, shift_y, roll, *portrait = to_device(tuple(draws), dev)
     az = torch.where(anywhere, az_any, az_front)
     hip_y, sh_y = kp[:, HIPS, 1].mean(1), kp[:, SHOULDERS, 1].mean(1)
     bottom = torch.where(crop, hip_y - below * (sh_y - hip_y), -1e3)
+    if portrait:
+        head, cut = portrait
+        bottom = torch.where(head, sh_y + cut * (kp[:, NOSE, 1] - sh_y), bottom)
     keep = valid & (points[..., 1] >= bottom[:, None])
     lo = torch.where(keep[..., None], points, 1e3).amin(1)
     hi = torch.where(keep[..., None], points, -1e3).amax(1)
