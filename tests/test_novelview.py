@@ -4,6 +4,7 @@ through save/from_pretrained, guides on the photo, runs template-free; the recon
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,36 @@ def test_eval_command_with_and_without_the_generator(tmp_path, body):
         assert {"psnr", "ssim", "masked_psnr", "part_miou", "sharpness"} <= set(stage[k])
     assert abs(stage["reconstructor"]["psnr"] - out["novel_views"]["psnr"]) < 1e-4  # the same weights, alone
     assert stage["with_generator"]["psnr"] != stage["reconstructor"]["psnr"] and stage["generator"]["sharpness"] > 0
+
+
+def test_warm_start_into_finer_tokens_starts_from_the_coarse_model(tmp_path, body, capsys):
+    """A patch-2 generator warm-starts a patch-1 one (repatch_weights): on inputs constant over 2x2 latent
+    cells the fine model gives the coarse model's velocities averaged over each cell."""
+    import torch.nn.functional as F
+
+    from humansplat.models import Autoencoder
+    from humansplat.train.tasks import GeneratorTask
+
+    cfg = tiny_config(tmp_path, "tiny_novelview.json")
+    coarse_cfg = NovelViewGenerator.config_from_dict({**dict(cfg.model), "patch_size": 2})
+    torch.manual_seed(2)
+    coarse = NovelViewGenerator(coarse_cfg)
+    coarse.load_autoencoder(Autoencoder.from_pretrained(cfg.autoencoder))
+    for p in list(coarse.final_modulation.parameters()) + list(coarse.out.parameters()):
+        torch.nn.init.normal_(p, std=0.2)
+    coarse.eval().save_pretrained(tmp_path / "coarse")
+    task = GeneratorTask(cfg, body, torch.device("cpu"))
+    fine = task.build_model()
+    assert fine.config.patch_size == 1
+    task.warm_start(fine, str(tmp_path / "coarse"), ())
+    assert "tokens 2x2 -> 1x1" in capsys.readouterr().out
+    fine.eval()
+    blocky = lambda t: F.interpolate(F.avg_pool2d(t.flatten(0, -4), 2), scale_factor=2.0).reshape(t.shape)  # noqa: E731
+    cond, x = random_conditions(coarse, B=2)
+    cond = replace(cond, photo_latent=blocky(cond.photo_latent), photo_rays=blocky(cond.photo_rays),
+                   target_rays=blocky(cond.target_rays), body=blocky(cond.body))  # fmt: skip
+    x, t = blocky(x), torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        want, got = blocky(coarse(x, t, cond)), fine(x, t, cond)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert want.abs().mean() > 0.05

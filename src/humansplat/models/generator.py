@@ -138,6 +138,29 @@ class ViewConditions:
                               body, torch.cat([c.photo_keep for c in items]), torch.cat([c.body_keep for c in items]), draft, draft_keep)
 
 
+def repatch_weights(state: dict[str, Tensor], old_patch: int, new_patch: int, latent_size: int) -> dict[str, Tensor]:
+    """A generator's weights for a finer token grid (``new_patch`` dividing ``old_patch``): each old token
+    becomes k x k tokens (k = old / new). The patch convs sum their kernel over the k x k sub-blocks (a latent
+    constant over an old patch gives every new token the old token), the position embedding is repeated
+    (nearest), the output layer averages the sub-blocks' predictions. On inputs constant over old patches the
+    new model computes the old one's velocities averaged over each patch (attention over k^2 identical keys
+    is attention over one), so fine-token training starts from the coarse model."""
+    if old_patch % new_patch:
+        raise ValueError(f"repatch: patch size {new_patch} does not divide {old_patch}")
+    k, p = old_patch // new_patch, new_patch
+    state, grid = dict(state), latent_size // old_patch
+    for name in ("target_embed.weight", "photo_embed.weight"):
+        w = state[name]
+        state[name] = w.reshape(*w.shape[:2], k, p, k, p).sum((2, 4))
+    pos = state["pos_embed"].reshape(1, grid, grid, -1)
+    state["pos_embed"] = pos.repeat_interleave(k, 1).repeat_interleave(k, 2).reshape(1, (grid * k) ** 2, -1)
+    w, b = state["out.weight"], state["out.bias"]
+    C = w.shape[0] // old_patch**2
+    state["out.weight"] = w.reshape(k, p, k, p, C, -1).mean((0, 2)).reshape(p * p * C, -1)
+    state["out.bias"] = b.reshape(k, p, k, p, C).mean((0, 2)).reshape(-1)
+    return state
+
+
 def time_features(t: Tensor, n: int = TIME_FREQS) -> Tensor:
     """t (B,) in [0, 1] -> (B, n) sinusoidal features."""
     freqs = torch.exp(-math.log(10000.0) * torch.arange(n // 2, device=t.device, dtype=torch.float32) / (n // 2))

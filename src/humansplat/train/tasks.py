@@ -25,6 +25,7 @@ from humansplat.models import (
     load_checked,
     read_model_dir,
 )
+from humansplat.models.generator import repatch_weights
 from humansplat.models.heads import upsample_unpatch
 from humansplat.train.augment import degrade_photo, perturb_body
 from humansplat.train.config import TrainConfig
@@ -245,12 +246,18 @@ class GeneratorTask(Task):
         return model
 
     def adapt_warm_start(self, model: NovelViewGenerator, config: dict, state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
-        """A draft generator from a generator without drafts: the patch conv weights that grew by input
+        """A generator with finer tokens (a smaller ``patch_size``) from a coarser one: ``repatch_weights``.
+        A draft generator from a generator without drafts: the patch conv weights that grew by input
         channels (the draft's, appended last) get zeros there, so at step 0 the model computes exactly what
         the source did whenever a draft is given; parameters only draft models have (``no_draft``) keep their
         fresh initialisation. Any other difference stays an error (``load_checked``)."""
+        notes = []
+        old_patch = int(config.get("patch_size", model.config.patch_size))
+        if old_patch != model.config.patch_size:
+            state = repatch_weights(state, old_patch, model.config.patch_size, model.config.latent_size)
+            notes.append(f"tokens {old_patch}x{old_patch} -> {model.config.patch_size}x{model.config.patch_size} latent cells (repatched)")
         if not model.config.draft or config.get("draft", False):
-            return state, ""
+            return state, "; ".join(notes)
         own = model.state_dict()
         state = dict(state)
         padded = []
@@ -262,7 +269,8 @@ class GeneratorTask(Task):
                 padded.append(f"{k} {v.shape[1]}->{mine.shape[1]} input channels")
         fresh = [k for k in DRAFT_ONLY_PARAMETERS if k in own and k not in state]
         state.update({k: own[k] for k in fresh})
-        return state, f"draft generator from one without drafts: zero-padded {', '.join(padded) or 'nothing'}; fresh {', '.join(fresh)}"
+        notes.append(f"draft generator from one without drafts: zero-padded {', '.join(padded) or 'nothing'}; fresh {', '.join(fresh)}")
+        return state, "; ".join(notes)
 
     def step_module(self, model: NovelViewGenerator) -> nn.Module:
         return GeneratorStep(model)
