@@ -204,7 +204,10 @@ def compositing_weights(means: Tensor, quats: Tensor, scales: Tensor, opacities:
             _, T = _composite_group(group, t.counts, t.offsets, t.pair_inst, t.m2d, t.con, t.opa, None, t.basis,
                                     t.tiles_x, t.n_tiles, slots, dt, found)  # fmt: skip
             T_all[group] = T
-        tile, pix, inst, weights = (torch.cat(x) for x in zip(*found)) if found else (torch.zeros(0, dtype=torch.long),) * 3 + (torch.zeros(0, dtype=dt),)
+        if not found:  # nothing visible
+            empty = torch.zeros(0, dtype=torch.long, device=means.device)
+            found = [(empty, empty, empty, empty.to(dt))]
+        tile, pix, inst, weights = (torch.cat(x) for x in zip(*found))
         img, local = tile // t.n_tiles, tile % t.n_tiles
         y = (local // t.tiles_x) * TILE + pix // TILE
         x = (local % t.tiles_x) * TILE + pix % TILE
