@@ -252,7 +252,7 @@ class GeneratorTask(Task):
         the source did whenever a draft is given; parameters only draft models have (``no_draft``) keep their
         fresh initialisation. Any other difference stays an error (``load_checked``)."""
         notes = []
-        old_patch = int(config.get("patch_size", model.config.patch_size))
+        old_patch = int(config.get("patch_size", GeneratorConfig.patch_size))  # a config without it: the default
         if old_patch != model.config.patch_size:
             state = repatch_weights(state, old_patch, model.config.patch_size, model.config.latent_size)
             notes.append(f"tokens {old_patch}x{old_patch} -> {model.config.patch_size}x{model.config.patch_size} latent cells (repatched)")
