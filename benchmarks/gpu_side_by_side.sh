@@ -11,13 +11,14 @@
 # `git show 0812595:src/humansplat/weights/novelview/model.safetensors`, carried with .whl and .carry/body.safetensors.xz
 # (xz -k .carry/body.safetensors: the uncompressed cache with them overflows the 64 MiB tree)).
 # $OUT gets at most 8 files: runs' model.safetensors as NAME.safetensors (files > 15 MiB in parts: cat NAME.*.part-*),
-# and one results.tar.gz (evals, logs, configs, model cards' numbers).
+# and one results.tar.gz (evals, logs, configs, model cards' numbers). FETCH: the names whose weights come back
+# (space-separated; default all): a call brings back at most 64 MiB, and a scored-only run (an ablation) needs none.
 set -uo pipefail
 export TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 OUT=${OUT:-/tmp/gpu_out} R=${R:-/tmp/side} BENCH=${BENCH:-/tmp/bench} BASE=${BASE:-src/humansplat/weights/humansplat-main}
 RUNS=${RUNS:-"robust=configs/robust.json;control=configs/streaks.json;gen=configs/novelview.json:--init-from .carry/gen_v1 --lr 2e-4"}
 PROTOCOLS=${PROTOCOLS:-"gt fitted fitted_true_depth"}  # eval --body values (+full: --refine full), or template_free
-PY=${PY:-python3} DEVICE=${DEVICE:-cuda} NBENCH=${NBENCH:-20}  # DEVICE=cpu: a dry run of the recipe
+FETCH=${FETCH:-all} PY=${PY:-python3} DEVICE=${DEVICE:-cuda} NBENCH=${NBENCH:-20}  # DEVICE=cpu: a dry run of the recipe
 HS="$PY -m humansplat"
 mkdir -p "$OUT" "$R/evals"
 
@@ -88,7 +89,8 @@ final)
           --out $R/evals/${name}_novelview.json > $R/evals/${name}_novelview.out 2>&1 &)
       fi
     fi
-    cp $R/$name/export/model.safetensors "$OUT/$name.safetensors"; cp $R/$name/export/MODEL_CARD.md $R/evals/${name}_MODEL_CARD.md 2> /dev/null
+    [[ $FETCH == all || " $FETCH " == *" $name "* ]] && cp $R/$name/export/model.safetensors "$OUT/$name.safetensors"
+    cp $R/$name/export/MODEL_CARD.md $R/evals/${name}_MODEL_CARD.md 2> /dev/null
     cp $R/$name/export/config.json $R/evals/${name}_config.json
   done < <(runs)
   for f in "$OUT"/*.safetensors; do [ "$(stat -c %s "$f")" -gt $((15 * 1024 * 1024)) ] && split -b 15M "$f" "$f.part-" && rm "$f"; done
