@@ -7,7 +7,10 @@ weights do; this probe draws subjects that show them. It is a probe, not the ben
 from the training distribution (a fixed seed, never trained on as such), at the training resolution.
 
     python benchmarks/part_probe.py --weights v7=src/humansplat/weights/humansplat-main new=runs/x/export \
-        [--subjects 12] [--share 1.0] [--seed 7] [--device cpu]
+        [--subjects 12] [--share 1.0] [--seed 7] [--device cpu] [--head-only 1.0]
+
+``--head-only SHARE`` frames that share of the input views as portraits (``data.head_only``: the head down to
+between the upper chest and the chin) and reports the head's classes, in the input view and the novel views.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from humansplat.models import Reconstructor
 
 CLASSES = ("Left_Foot", "Right_Foot", "Left_Sock", "Right_Sock", "Torso", "Left_Shoe", "Right_Shoe",
            "Lower_Clothing", "Upper_Clothing")
+HEAD_CLASSES = ("Face_Neck", "Hair", "Upper_Clothing", "Left_Hand", "Right_Hand", "Apparel", "Lower_Clothing")
 BATCH = 4  # subjects per engine call
 
 
-def probe_subjects(n: int, share: float, seed: int, resolution: int, views: int, device: torch.device) -> list[dict]:
-    engine = SyntheticEngine(EngineConfig(resolution=resolution, views=views, rare_parts=share), device)
+def probe_subjects(n: int, share: float, seed: int, resolution: int, views: int, device: torch.device,
+                   head_only: float = 0.0) -> list[dict]:
+    engine = SyntheticEngine(EngineConfig(resolution=resolution, views=views, rare_parts=share, head_only=head_only), device)
     labels = BodyModel.load(device).vertex_labels
     g, out = torch.Generator().manual_seed(seed), []
     while len(out) < n:
@@ -48,26 +53,31 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--views", type=int, default=4, help="orbit views per subject (the novel views; the input view comes on top)")
+    ap.add_argument("--head-only", type=float, default=0.0, help="share of portrait-framed input views (data.head_only)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     named = [w.split("=", 1) for w in args.weights]
     if any(len(n) != 2 for n in named):
         ap.error("--weights takes NAME=DIR entries")
     device = torch.device(args.device)
-    subjects = probe_subjects(args.subjects, args.share, args.seed, args.resolution, args.views, device)
+    if not 0 <= args.head_only <= 1:
+        ap.error("--head-only takes a share in [0, 1]")
+    subjects = probe_subjects(args.subjects, args.share, args.seed, args.resolution, args.views, device, args.head_only)
+    classes, splits = (HEAD_CLASSES, ("input_view", "novel_views")) if args.head_only else (CLASSES, ("novel_views",))
     rows = {}
     for name, directory in tqdm(named, desc="weights"):
         model = Reconstructor.from_pretrained(directory, device=device).eval()
         with torch.no_grad():
             summary = evaluate(model, subjects, "body", device)
-        rows[name] = summary["novel_views"]
-    print(f"\n{args.subjects} engine subjects (rare_parts {args.share}, seed {args.seed}, {args.resolution} px, "
-          f"{args.views} novel views each), ground-truth bodies: part IoU in the novel views\n")
-    print("| weights | mIoU | " + " | ".join(c.replace("_", " ") for c in CLASSES) + " |")
-    print("|---|---|" + "---|" * len(CLASSES))
-    for name, r in rows.items():
+        rows.update({(name, split): summary[split] for split in splits})
+    print(f"\n{args.subjects} engine subjects (rare_parts {args.share}, head_only {args.head_only}, seed {args.seed}, "
+          f"{args.resolution} px, {args.views} novel views each), ground-truth bodies: part IoU\n")
+    print("| weights | views | PSNR | mIoU | " + " | ".join(c.replace("_", " ") for c in classes) + " |")
+    print("|---|---|---|---|" + "---|" * len(classes))
+    for (name, split), r in rows.items():
         iou = r["part_iou"]
-        print(f"| {name} | {r['part_miou']:.3f} | " + " | ".join(f"{iou[c]:.3f}" if c in iou else "-" for c in CLASSES) + " |")
+        print(f"| {name} | {split.replace('_', ' ')} | {r['psnr']:.2f} | {r['part_miou']:.3f} | "
+              + " | ".join(f"{iou[c]:.3f}" if c in iou else "-" for c in classes) + " |")
     return 0
 
 
