@@ -11,6 +11,8 @@ from the training distribution (a fixed seed, never trained on as such), at the 
 
 ``--head-only SHARE`` frames that share of the input views as portraits (``data.head_only``: the head down to
 between the upper chest and the chin) and reports the head's classes, in the input view and the novel views.
+``--anchors template_free`` scores them as `humansplat reconstruct` treats a head-only photo (no body fit; the
+anchors sized for the framing the true keypoints show, ``preprocess.framing.framing_heights``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def probe_subjects(n: int, share: float, seed: int, resolution: int, views: int,
     while len(out) < n:
         b = engine.sample(min(BATCH, n - len(out)), g)
         for i in range(b["images"].shape[0]):
-            s = {k: b[k][i] for k in ("images", "masks", "labels")}
+            s = {k: b[k][i] for k in ("images", "masks", "labels", "body_keypoints")}
             s.update(cameras=b["cameras"][i], body_vertices=b["body_vertices"][i], vertex_labels=labels, name=str(len(out)))
             out.append(s)
     return out
@@ -54,6 +56,7 @@ def main() -> int:
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--views", type=int, default=4, help="orbit views per subject (the novel views; the input view comes on top)")
     ap.add_argument("--head-only", type=float, default=0.0, help="share of portrait-framed input views (data.head_only)")
+    ap.add_argument("--anchors", choices=["body", "template_free"], default="body", help="the anchors the weights are scored with")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     named = [w.split("=", 1) for w in args.weights]
@@ -68,10 +71,11 @@ def main() -> int:
     for name, directory in tqdm(named, desc="weights"):
         model = Reconstructor.from_pretrained(directory, device=device).eval()
         with torch.no_grad():
-            summary = evaluate(model, subjects, "body", device)
+            summary = evaluate(model, subjects, args.anchors, device)
         rows.update({(name, split): summary[split] for split in splits})
+    anchors = "ground-truth bodies" if args.anchors == "body" else "template-free anchors"
     print(f"\n{args.subjects} engine subjects (rare_parts {args.share}, head_only {args.head_only}, seed {args.seed}, "
-          f"{args.resolution} px, {args.views} novel views each), ground-truth bodies: part IoU\n")
+          f"{args.resolution} px, {args.views} novel views each), {anchors}: part IoU\n")
     print("| weights | views | PSNR | mIoU | " + " | ".join(c.replace("_", " ") for c in classes) + " |")
     print("|---|---|---|---|" + "---|" * len(classes))
     for (name, split), r in rows.items():

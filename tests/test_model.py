@@ -147,6 +147,24 @@ def test_silhouette_anchors_are_a_volume_with_a_back():
     assert (mask[0, v, u] > 0.5).float().mean() < 0.9  # the old cylinder spills out of the silhouette
 
 
+@pytest.mark.parametrize("shape", ["silhouette", "cylinder"])
+def test_template_free_anchors_take_one_height_per_item(shape):
+    """A (B,) height places each item as that item's scalar height does; half the height, half the distance."""
+    from humansplat.models.reconstructor import template_free_anchors
+
+    cams = Cameras.cat([cameras([0.0])[:, 0], cameras([0.0])[:, 0]])
+    mask = torch.zeros(2, SIZE, SIZE)
+    mask[:, 8:56, 24:40] = 1
+    both = template_free_anchors(cams, mask, 256, 28, height=torch.tensor([1.7, 0.3]), shape=shape)
+    for i, h in enumerate((1.7, 0.3)):
+        one = template_free_anchors(cams[i : i + 1], mask[i : i + 1], 256, 28, height=h, shape=shape)
+        assert torch.allclose(both.xyz[i], one.xyz[0], atol=1e-5)
+    half = template_free_anchors(cams[:1], mask[:1], 256, 28, height=0.85, shape=shape)
+    depth = lambda a: project_points(a.xyz, cams[:1])[1].median()  # noqa: E731
+    full = template_free_anchors(cams[:1], mask[:1], 256, 28, height=1.7, shape=shape)
+    assert float(depth(half) / depth(full)) == pytest.approx(0.5, abs=0.02)
+
+
 def test_farthest_point_subsample_is_deterministic_and_spread():
     pts = body_like(1000)[0]
     i1, i2 = farthest_point_indices(pts, 50), farthest_point_indices(pts.clone(), 50)

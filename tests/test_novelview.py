@@ -235,3 +235,44 @@ def test_warm_start_into_finer_tokens_starts_from_the_coarse_model(tmp_path, bod
         want, got = blocky(coarse(x, t, cond)), fine(x, t, cond)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     assert want.abs().mean() > 0.05
+
+
+def test_generator_carry_strips_and_restores_the_autoencoder(tmp_path):
+    """scripts/generator_carry.py: a stripped generator no longer loads; restored from its autoencoder it loads
+    with every tensor as saved; an autoencoder of another config is refused."""
+    import json
+    import runpy
+    import sys
+
+    from humansplat.models.base import WeightsError
+
+    model = tiny_generator(tmp_path)
+    model.save_pretrained(tmp_path / "gen")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    ae_dir = tiny_config(tmp_path, "tiny_novelview.json").autoencoder
+
+    def carry(*args: str) -> None:
+        argv, sys.argv = sys.argv, ["generator_carry.py", *args]
+        try:
+            runpy.run_path(str(Path(__file__).parents[1] / "scripts/generator_carry.py"), run_name="__main__")
+        except SystemExit as e:
+            if e.code not in (0, None):
+                raise
+        finally:
+            sys.argv = argv
+
+    carry("strip", str(tmp_path / "gen"))
+    with pytest.raises(WeightsError, match="missing"):
+        NovelViewGenerator.from_pretrained(tmp_path / "gen")
+    other = tmp_path / "other_ae"
+    other.mkdir()
+    for f in Path(ae_dir).iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "scale": cfg.get("scale", 1.0) + 0.5}))
+    with pytest.raises(SystemExit, match="is not the generator's autoencoder"):
+        carry("restore", str(tmp_path / "gen"), "--autoencoder", str(other))
+    carry("restore", str(tmp_path / "gen"), "--autoencoder", str(ae_dir))
+    restored = NovelViewGenerator.from_pretrained(tmp_path / "gen").state_dict()
+    assert restored.keys() == saved.keys()
+    assert all(torch.equal(restored[k], saved[k].to(restored[k].dtype)) for k in saved)

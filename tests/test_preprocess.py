@@ -236,6 +236,24 @@ def test_framing_from_visible_keypoints():
     assert framing_of(c) == "full_body"
 
 
+def test_framing_heights_follow_the_engine_framing():
+    """From true keypoints and the photo's camera: whole bodies read 1.7 m; portraits never do, and mostly
+    read as head only; half-body shots read half body unless a knee is still in the frame (as a photo would)."""
+    from humansplat.data import EngineConfig, SyntheticEngine
+    from humansplat.preprocess.framing import VISIBLE_HEIGHT_M, framing_heights
+
+    def heights(**kw):
+        engine = SyntheticEngine(EngineConfig(resolution=64, views=1, **kw), torch.device("cpu"))
+        b = engine.sample(8, torch.Generator().manual_seed(0))
+        return framing_heights(b["body_keypoints"], b["cameras"][:, 0])
+
+    assert (heights() == VISIBLE_HEIGHT_M["full_body"]).all()
+    portraits = heights(head_only=1.0)
+    assert (portraits < VISIBLE_HEIGHT_M["full_body"]).all() and (portraits == VISIBLE_HEIGHT_M["head_only"]).sum() >= 5
+    half = heights(half_body=1.0)
+    assert (half != VISIBLE_HEIGHT_M["head_only"]).all() and (half == VISIBLE_HEIGHT_M["half_body"]).any()
+
+
 def test_framing_reads_the_matte():
     mask = np.zeros((200, 100), np.float32)
     # a gown: legs unseen (or barely), the matte goes on to 180 px, a photo of 200 px -> full body

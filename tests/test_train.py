@@ -206,6 +206,32 @@ def test_pixel_view_term_trains_only_the_pixel_gaussians(tmp_path, one_subject):
     assert model.anchor_head.out.weight.grad is None or model.anchor_head.out.weight.grad.abs().sum() == 0
 
 
+def test_template_free_steps_size_anchors_for_the_framing(tmp_path):
+    """A template-free step on a portrait places its anchors for a head (0.3 m), not a whole person: nearer
+    the camera by the height ratio than the same photo's anchors without keypoints (scans: 1.7 m)."""
+    from humansplat.cameras import project_points
+    from humansplat.data import EngineConfig, SyntheticEngine
+    from humansplat.preprocess.framing import VISIBLE_HEIGHT_M, framing_heights
+    from humansplat.train.step import ReconstructionStep, ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    step = ReconstructionStep(trainer.model, ReconstructionLoss(LossConfig()), "torch", trainer.body.vertex_labels)
+    engine = SyntheticEngine(EngineConfig(resolution=64, views=1, head_only=1.0), torch.device("cpu"))
+    for seed in range(10):  # the first portrait that reads head only (some read as half body, as photos would)
+        batch = engine.sample(1, torch.Generator().manual_seed(seed))
+        camera = batch["cameras"][:, 0]
+        if float(framing_heights(batch["body_keypoints"], camera)[0]) == VISIBLE_HEIGHT_M["head_only"]:
+            break
+    plan = ViewPlan(inputs=[0], supervised=[0], template_free=True)
+
+    def depth(b: dict) -> float:
+        return float(project_points(step.anchors(b, plan).xyz, camera)[1].median())
+
+    ratio = depth(batch) / depth({**batch, "body_keypoints": None})
+    assert ratio == pytest.approx(VISIBLE_HEIGHT_M["head_only"] / VISIBLE_HEIGHT_M["full_body"], rel=0.02)
+
+
 def test_pixel_depth_error_on_two_planes():
     """Blocks on one surface count, blocks across an edge or off the subject do not; opacities weigh."""
     from humansplat.cameras import Cameras, pixel_rays

@@ -38,6 +38,7 @@ from humansplat.gaussians import render
 from humansplat.metrics import psnr, sharpness_ratio
 from humansplat.models import Reconstructor
 from humansplat.pipeline.stages import MIN_KEYPOINTS, MIN_OPACITY, centred_anchors, judge_fit, shift_world
+from humansplat.preprocess.framing import framing_heights
 from humansplat.refine import RefineConfig, refine
 from humansplat.train.losses import pixel_depth_error, ssim
 
@@ -155,7 +156,9 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
     elif anchors_mode == "body":
         anchors = model.body_anchors(subject["body_vertices"].to(device)[None], subject["vertex_labels"].to(device))
     else:
-        anchors = model.template_free_anchors(input_cam[:, 0], masks[None, 0])
+        kp = subject.get("body_keypoints")  # the framing's visible height, as `humansplat reconstruct` assumes it
+        height = None if kp is None or kp.shape[0] == 0 else framing_heights(kp.to(device)[None], input_cam[:, 0])
+        anchors = model.template_free_anchors(input_cam[:, 0], masks[None, 0], height)
     if extra_views is None:
         gaussians = model(images[None, :1], input_cam, anchors)
     else:

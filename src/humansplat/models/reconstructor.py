@@ -185,10 +185,10 @@ def _silhouette_box(masks: Tensor, W: int, H: int) -> Tensor:
     return torch.stack(boxes)
 
 
-def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_classes: int, height: float = 1.7,
+def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_classes: int, height: float | Tensor = 1.7,
                           shape: str = "cylinder") -> Anchors:
     """Body-prior-free anchors placed from the input view alone. The silhouette's bounding box gives the
-    distance (assuming it shows ``height`` metres of person) and centre; without a mask the whole image is
+    distance (assuming it shows ``height`` metres of person: one for all, or (B,)) and centre; without a mask the whole image is
     the person. ``shape``: "cylinder" (the default; weights up to v5 were trained with it) fills an upright
     elliptic cylinder of the silhouette's width; "silhouette" fills the silhouette inflated into a
     body-like volume (``silhouette_volume``: front and back, as thick as a body's cross-sections).
@@ -200,6 +200,7 @@ def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_
     B = cameras.K.shape[0]
     H, W = cameras.height, cameras.width
     dev = cameras.K.device
+    height = torch.as_tensor(height, dtype=torch.float32, device=dev).expand(B)  # one per item
     if masks is None:
         masks = torch.ones(B, H, W, device=dev)
     masks = masks.reshape(B, *masks.shape[-2:]).float()
@@ -222,7 +223,7 @@ def template_free_anchors(cameras: Cameras, masks: Tensor | None, num: int, num_
     right = torch.cross(up, forward, dim=-1)
     p = unit_cylinder_points(num).to(dev)  # (A,3)
     xyz = (center[:, None] + p[None, :, 0:1] * half_width[:, None, None] * right[:, None]
-           + p[None, :, 1:2] * height * up[:, None] + p[None, :, 2:3] * 0.15 * height * forward[:, None])
+           + p[None, :, 1:2] * height[:, None, None] * up[:, None] + p[None, :, 2:3] * 0.15 * height[:, None, None] * forward[:, None])
     return Anchors(xyz, labels)
 
 
@@ -284,12 +285,12 @@ class Reconstructor(PretrainedModel):
         labels = vertex_labels.to(vertices.device).long()[idx].expand(vertices.shape[0], -1)
         return Anchors(vertices[:, idx].float(), labels)
 
-    def template_free_anchors(self, cameras: Cameras, masks: Tensor | None = None, height: float | None = None) -> Anchors:
+    def template_free_anchors(self, cameras: Cameras, masks: Tensor | None = None, height: float | Tensor | None = None) -> Anchors:
         """Template-free anchors placed from the input view (cameras batch (B,)) and its silhouette.
-        ``height``: the real height in metres of what the silhouette shows (default: a whole 1.7 m person;
-        pass e.g. ~0.3 for a head-only crop). One view cannot tell scale: a wrong height misplaces them."""
+        ``height``: the real height in metres of what the silhouette shows, one or (B,) (default: a whole 1.7 m
+        person; e.g. ~0.3 for a head-only crop). One view cannot tell scale: a wrong height misplaces them."""
         c = self.config
-        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, height or c.template_free_height,
+        return template_free_anchors(cameras, masks, c.num_anchors, c.num_classes, c.template_free_height if height is None else height,
                                      c.template_free_shape)
 
     def make_anchors(self, cameras: Cameras, masks: Tensor | None = None, body_vertices: Tensor | None = None,

@@ -25,6 +25,7 @@ from humansplat.keypoints import VISIBLE_CONFIDENCE
 from humansplat.models import Anchors, Reconstructor
 from humansplat.novelview import NovelViews, reconstruct_with_views
 from humansplat.preprocess import Preprocessed
+from humansplat.preprocess.framing import VISIBLE_HEIGHT_M
 
 MIN_KEYPOINTS = 6  # confident COCO keypoints needed before the body fit is used as the structure prior
 MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of the crop side, for a trusted fit
@@ -34,7 +35,6 @@ MAX_LIMB_REPROJECTION = 0.05
 MAX_UNTRUSTED_LIMBS = 2  # more than this and the whole fit is untrusted (the torso and head must always fit; 2: both
 # legs of a jump, whose body prior still shapes the torso, arms and head: docs/fit.md)
 # Template-free anchors need the real height of what the matte shows (one view cannot tell scale).
-VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}
 MIN_OPACITY = 0.005  # nearly transparent Gaussians are dropped (invisible, and they slow rendering tenfold)
 PHOTO_EDGE_MARGIN = 0.005  # partial photos keep Gaussians projecting this far (fraction of the crop) past the photo
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from humansplat.gaussians import render
 from humansplat.models.reconstructor import Reconstructor
+from humansplat.preprocess.framing import framing_heights
 from humansplat.train.losses import ReconstructionLoss, pixel_depth_error, streak_penalty
 
 
@@ -42,7 +43,9 @@ class ReconstructionStep(nn.Module):
     def anchors(self, batch: dict, plan: ViewPlan):
         if self.model.config.anchor_mode == "body" and not plan.template_free:
             return self.model.body_anchors(batch["body_vertices"], self.vertex_labels)
-        return self.model.template_free_anchors(batch["cameras"][:, 0], batch["masks"][:, 0])
+        camera, keypoints = batch["cameras"][:, 0], batch.get("body_keypoints")
+        known = keypoints is not None and keypoints.shape[1] > 0  # scans without a body: a whole person
+        return self.model.template_free_anchors(camera, batch["masks"][:, 0], framing_heights(keypoints, camera) if known else None)
 
     def forward(self, batch: dict, plan: ViewPlan, amp, inputs: Tensor | None = None,
                 prior_inputs: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
