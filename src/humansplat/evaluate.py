@@ -156,8 +156,8 @@ def score_subject(model: Reconstructor, subject: dict, anchors_mode: str, device
     elif anchors_mode == "body":
         anchors = model.body_anchors(subject["body_vertices"].to(device)[None], subject["vertex_labels"].to(device))
     else:
-        kp = subject.get("body_keypoints")  # the framing's visible height, as `humansplat reconstruct` assumes it
-        height = None if kp is None or kp.shape[0] == 0 else framing_heights(kp.to(device)[None], input_cam[:, 0])
+        kp = subject.get("body_keypoints")  # sized for the framing, as `humansplat reconstruct` sizes them
+        height = framing_heights(None if kp is None else kp.to(device)[None], input_cam[:, 0])
         anchors = model.template_free_anchors(input_cam[:, 0], masks[None, 0], height)
     if extra_views is None:
         gaussians = model(images[None, :1], input_cam, anchors)

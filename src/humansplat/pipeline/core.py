@@ -25,7 +25,7 @@ from humansplat.novelview import NovelViews, generate_views
 from humansplat.pipeline import stages as st
 from humansplat.pipeline.result import Reconstruction
 from humansplat.preprocess import Preprocessed, preprocess
-from humansplat.preprocess.framing import VISIBLE_HEIGHT_M
+from humansplat.preprocess.framing import visible_height
 from humansplat.refine import RefineConfig, photo_psnr, refine
 from humansplat.utils import file_sha256, pick_device, seed_everything
 
@@ -149,7 +149,7 @@ class Pipeline:
     def _novel_views(self, w: Work) -> NovelViews:
         p = w.placement
         body = p.body_vertices if p.structure_prior == "body" else None  # None: the generator runs template-free
-        height = VISIBLE_HEIGHT_M.get(w.inputs.framing, VISIBLE_HEIGHT_M["full_body"])
+        height = visible_height(w.inputs.framing)
         draft = w.gaussians if self.generator.config.draft else None  # the cropped reconstruction, in the same world
         w.views = generate_views(self.generator, w.inputs.image.to(self.device), p.cameras[0, 0], body, seed=self.seed,
                                  body=self.body, height=height, draft_gaussians=draft)  # fmt: skip

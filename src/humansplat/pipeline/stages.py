@@ -25,7 +25,7 @@ from humansplat.keypoints import VISIBLE_CONFIDENCE
 from humansplat.models import Anchors, Reconstructor
 from humansplat.novelview import NovelViews, reconstruct_with_views
 from humansplat.preprocess import Preprocessed
-from humansplat.preprocess.framing import VISIBLE_HEIGHT_M
+from humansplat.preprocess.framing import visible_height
 
 MIN_KEYPOINTS = 6  # confident COCO keypoints needed before the body fit is used as the structure prior
 MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of the crop side, for a trusted fit
@@ -34,7 +34,6 @@ MAX_REPROJECTION = 0.04  # mean keypoint reprojection error, as a fraction of th
 MAX_LIMB_REPROJECTION = 0.05
 MAX_UNTRUSTED_LIMBS = 2  # more than this and the whole fit is untrusted (the torso and head must always fit; 2: both
 # legs of a jump, whose body prior still shapes the torso, arms and head: docs/fit.md)
-# Template-free anchors need the real height of what the matte shows (one view cannot tell scale).
 MIN_OPACITY = 0.005  # nearly transparent Gaussians are dropped (invisible, and they slow rendering tenfold)
 PHOTO_EDGE_MARGIN = 0.005  # partial photos keep Gaussians projecting this far (fraction of the crop) past the photo
 
@@ -141,8 +140,7 @@ def centred_anchors(model: Reconstructor, body: BodyModel, camera: Cameras, mask
         offset = (vertices.amin(0) + vertices.amax(0)) / 2
         anchors = without_limbs(model.body_anchors((vertices - offset)[None], body.vertex_labels), untrusted_limbs)
         return anchors, offset, "body"
-    height = VISIBLE_HEIGHT_M.get(framing, VISIBLE_HEIGHT_M["full_body"])
-    anchors = model.template_free_anchors(camera, mask[None].to(camera.K.device), height)
+    anchors = model.template_free_anchors(camera, mask[None].to(camera.K.device), visible_height(framing))
     offset = anchors.xyz[0].mean(0)
     anchors.xyz = anchors.xyz - offset
     return anchors, offset, "template_free"

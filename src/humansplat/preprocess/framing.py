@@ -21,10 +21,11 @@ from torch import Tensor
 from humansplat.cameras import Cameras, project_points
 from humansplat.keypoints import ANKLES, EARS, EYES, HIPS, KNEES, SHOULDERS, VISIBLE_CONFIDENCE
 
-__all__ = ["framing_of", "framing_heights", "FRAMINGS", "VISIBLE_HEIGHT_M"]
+__all__ = ["framing_of", "framing_heights", "visible_height", "FRAMINGS", "VISIBLE_HEIGHT_M"]
 
 FRAMINGS = ("full_body", "half_body", "head_only")
-VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}  # metres of person each framing shows
+# metres of person each framing shows: template-free anchors need it (one view cannot tell scale)
+VISIBLE_HEIGHT_M = {"full_body": 1.7, "half_body": 0.85, "head_only": 0.3}
 LEGS = [*range(KNEES.start, KNEES.stop), *range(ANKLES.start, ANKLES.stop)]
 HINTED = 0.1  # a leg keypoint this confident, inside the photo and on the matte, counts as seen
 MATTE = 0.5  # matte value counted as the person
@@ -93,12 +94,21 @@ def _lowest_row(fg: np.ndarray) -> float:
     return float(np.nonzero(fg.any(1))[0][-1] + 1)
 
 
-def framing_heights(keypoints: Tensor, cameras: Cameras) -> Tensor:
+def visible_height(framing: str) -> float:
+    """``VISIBLE_HEIGHT_M`` of a framing; a whole person for one it does not know."""
+    return VISIBLE_HEIGHT_M.get(framing, VISIBLE_HEIGHT_M["full_body"])
+
+
+def framing_heights(keypoints: Tensor | None, cameras: Cameras) -> Tensor | None:
     """(B,) the visible height (``VISIBLE_HEIGHT_M``) that `humansplat reconstruct` assumes for each photo, from
     the true COCO-17 ``keypoints`` (B, 17, 3) seen by the photo's ``cameras`` (batch (B,)): how training and
     evaluation place template-free anchors as a user's photo gets them. The keypoint rules of ``framing_of``:
     full body when a knee or ankle is in the frame; head only when no shoulder or hip is, or the frame ends
-    less than a head's width below the shoulder line; half body otherwise."""
+    less than a head's width below the shoulder line; half body otherwise. Without keypoints (None or
+    (B, 0, 3): a scan without a body) None, which the anchors read as their model's whole-person default."""
+    if keypoints is None or keypoints.shape[-2] == 0:
+        return None
+    h = VISIBLE_HEIGHT_M
     uv, z = project_points(keypoints.float(), cameras)
     inside = (z > 0) & (uv >= 0).all(-1) & (uv[..., 0] < cameras.width) & (uv[..., 1] < cameras.height)
     legs = inside[:, LEGS].any(1)
@@ -107,5 +117,4 @@ def framing_heights(keypoints: Tensor, cameras: Cameras) -> Tensor:
     head_m = EYES_TO_HEAD * (eyes[:, 0] - eyes[:, 1]).norm(dim=-1)
     head_px = cameras.K[:, 1, 1] * head_m / z[:, EYES].mean(1).clamp_min(1e-3)
     neck_only = cameras.height - uv[:, SHOULDERS, 1].mean(1) < NECK_HEADS * head_px
-    h = VISIBLE_HEIGHT_M
     return torch.where(legs, h["full_body"], torch.where(~body | neck_only, h["head_only"], h["half_body"]))

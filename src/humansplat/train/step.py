@@ -43,9 +43,8 @@ class ReconstructionStep(nn.Module):
     def anchors(self, batch: dict, plan: ViewPlan):
         if self.model.config.anchor_mode == "body" and not plan.template_free:
             return self.model.body_anchors(batch["body_vertices"], self.vertex_labels)
-        camera, keypoints = batch["cameras"][:, 0], batch.get("body_keypoints")
-        known = keypoints is not None and keypoints.shape[1] > 0  # scans without a body: a whole person
-        return self.model.template_free_anchors(camera, batch["masks"][:, 0], framing_heights(keypoints, camera) if known else None)
+        camera = batch["cameras"][:, 0]
+        return self.model.template_free_anchors(camera, batch["masks"][:, 0], framing_heights(batch.get("body_keypoints"), camera))
 
     def forward(self, batch: dict, plan: ViewPlan, amp, inputs: Tensor | None = None,
                 prior_inputs: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, Tensor]]:
