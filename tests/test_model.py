@@ -362,3 +362,34 @@ def test_colors_at_prior_needs_the_prior():
     m = make_model()
     with pytest.raises(ValueError, match="photo_colors"):
         m.colors_at_prior(m.state_dict())
+
+
+def test_a_finer_pixel_path_keeps_every_pixel_of_the_larger_photo():
+    """pixel_size 2x image_size: the transformer sees the photo at image_size, the per-pixel Gaussians sit on the
+    rays of the larger photo's pixels and carry their own colours (a 1-px checker that image_size averages away)."""
+    from humansplat.gaussians import sh_to_rgb
+
+    big = 2 * SIZE
+    m = make_model(photo_colors=True, pixel_size=big, gaussian_stride=1)
+    m.load_state_dict(m.colors_at_prior(m.state_dict()))
+    assert m.config.pixel_grid == big
+    ys, xs = torch.meshgrid(torch.arange(big), torch.arange(big), indexing="ij")
+    checker = ((ys + xs) % 2).float()
+    green, red = torch.tensor([0.1, 0.8, 0.2]), torch.tensor([0.9, 0.2, 0.1])
+    photo = (green[:, None, None] * checker + red[:, None, None] * (1 - checker))[None, None]
+    cams = cameras([0.0], size=big)
+    anchors = m.body_anchors(body_like(), torch.randint(0, 28, (400,)))
+    with torch.no_grad():
+        g = m(photo, cams, anchors)
+    n_pixel = big**2
+    assert g.num == n_pixel + 64 * 2
+    rgb = sh_to_rgb(g.sh[0, :n_pixel, 0]).reshape(big, big, 3)
+    assert torch.allclose(rgb, photo[0, 0].permute(1, 2, 0), atol=1e-4)
+    uv, z = project_points(g.means[:, :n_pixel], cams[:, 0])
+    grid = torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5
+    assert (z > 0).all() and (uv[0] - grid).abs().max() < 2.0
+    # the same weights without the finer path: every tensor has the same shape, only the grid changes
+    coarse = Reconstructor(tiny_config(photo_colors=True, gaussian_stride=1))
+    coarse.load_state_dict(m.state_dict())
+    with pytest.raises(ValueError, match="pixel_size"):
+        tiny_config(pixel_size=SIZE + 16)

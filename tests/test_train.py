@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -500,3 +501,24 @@ def test_warm_start_onto_a_finer_pixel_grid_starts_as_the_coarse_one(tmp_path):
     back.model = {**back.model, "gaussian_stride": 2}
     with pytest.raises(ValueError, match="gaussian_stride"):
         Trainer(back, tmp_path / "third", device="cpu")
+
+
+def test_warm_start_onto_a_finer_pixel_path_loads_every_tensor_and_trains(tmp_path, one_subject):
+    """A model whose per-pixel path sees the photo at twice the transformer's size (``pixel_size``) warm-starts
+    from one without it tensor for tensor, and trains on the engine's photos at that size."""
+    from humansplat.train.trainer import Trainer
+
+    first = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "first", device="cpu").model
+    first.save_pretrained(tmp_path / "coarse")
+    cfg = tiny_config(tmp_path, init_from=str(tmp_path / "coarse"), max_steps=2, log_every=1)
+    cfg.model = {**cfg.model, "pixel_size": 64}
+    cfg.data = {**cfg.data, "resolution": 64}
+    cfg.loss.pixel_views = 0.5
+    trainer = Trainer(cfg, tmp_path / "second", device="cpu")
+    own, source = trainer.model.state_dict(), first.state_dict()
+    assert own.keys() == source.keys() and all(torch.equal(own[k], source[k]) for k in source)
+    assert trainer.model.config.pixel_grid == 64
+    trainer.engine.sample = lambda batch_size, generator: one_subject  # rendered at 64 px
+    trainer.fit()
+    assert all(math.isfinite(h["loss/total"]) for h in trainer.history)
+    assert "loss/pixel_views" in trainer.history[-1]

@@ -59,11 +59,13 @@ def _activate(raw: Tensor, means: Tensor, log_scale_range: tuple[float, float], 
 
 
 class PixelHead(nn.Module):
-    """Tokens (N, h, w, D) [+ pixel skip features] -> raw per-pixel channels (N, C, h*f, w*f)."""
+    """Tokens (N, h, w, D) [+ pixel skip features] -> raw per-pixel channels (N, C, h*f*z, w*f*z): each token
+    unpatched into f x f hidden cells, that map bilinearly upsampled ``zoom`` times (a per-pixel path at a
+    higher resolution than the transformer's input, where the skip features bring the detail)."""
 
-    def __init__(self, dim: int, upsample: int, skip_channels: int, feature_dim: int, hidden: int = 32):
+    def __init__(self, dim: int, upsample: int, skip_channels: int, feature_dim: int, hidden: int = 32, zoom: int = 1):
         super().__init__()
-        self.upsample, self.feature_dim = upsample, feature_dim
+        self.upsample, self.feature_dim, self.zoom = upsample, feature_dim, zoom
         self.out_channels = 1 + BASE_CHANNELS + feature_dim
         self.norm = nn.LayerNorm(dim)
         self.unpatch = nn.Linear(dim, upsample * upsample * hidden)
@@ -78,7 +80,8 @@ class PixelHead(nn.Module):
         """Tokens (N, h, w, D) -> the hidden map at the Gaussian grid (N, hidden, h*f, w*f)."""
         x = self.unpatch(self.norm(tokens))  # (N,h,w,f*f*c)
         x = x.unflatten(-1, (self.upsample, self.upsample, -1))  # (N,h,w,fy,fx,c)
-        return x.permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)  # (N,c,h*fy,w*fx)
+        x = x.permute(0, 5, 1, 3, 2, 4).flatten(4, 5).flatten(2, 3)  # (N,c,h*fy,w*fx)
+        return x if self.zoom == 1 else F.interpolate(x, scale_factor=self.zoom, mode="bilinear", align_corners=False)
 
     def forward(self, tokens: Tensor, skip: Tensor | None) -> Tensor:
         x = self.unpatched(tokens)

@@ -57,7 +57,9 @@ class ReconstructorConfig:
     num_anchors: int = 1024
     gaussians_per_anchor: int = 8
     anchor_offset: float = 0.08  # metres
-    gaussian_stride: int = 2  # per-pixel Gaussian grid = image_size / stride per view
+    gaussian_stride: int = 2  # per-pixel Gaussian grid = pixel_size / stride per view
+    pixel_size: int = 0  # side of the input the per-pixel path sees (skip CNN, colour prior, Gaussian grid); 0 = image_size.
+    # A multiple of image_size: the transformer still sees image_size, the pixel head's hidden map is upsampled to it
     pixel_skip_channels: int = 32  # 0 = pure latent input to the pixel head
     photo_colors: bool = False  # Gaussian colours are logit residuals on the photo's: per-pixel ones on their pixel's,
     # anchor ones on the (blurred) photo where the anchor projects (front and back of a garment share a colour)
@@ -87,11 +89,18 @@ class ReconstructorConfig:
             raise ValueError(f"depth_reference must be 'surface' or 'centroid', got {self.depth_reference!r}")
         if self.window < 1:
             raise ValueError("window must be >= 1")
+        if self.pixel_size and (self.pixel_size < self.image_size or self.pixel_size % self.image_size):
+            raise ValueError(f"pixel_size {self.pixel_size} must be 0 or a multiple of image_size {self.image_size}")
+
+    @property
+    def pixel_input(self) -> int:
+        """Side of the input the per-pixel path sees."""
+        return self.pixel_size or self.image_size
 
     @property
     def pixel_grid(self) -> int:
         """Side of each input view's per-pixel Gaussian grid; those Gaussians come first, view by view."""
-        return self.image_size // self.gaussian_stride
+        return self.pixel_input // self.gaussian_stride
 
 
 ANCHOR_COLOR_GRID = 64  # the photo is area-averaged to this grid before anchors sample their colour prior
@@ -264,7 +273,8 @@ class Reconstructor(PretrainedModel):
         self.anchor_embed = nn.Sequential(nn.Linear(3 + 6 * c.fourier_freqs, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.blocks = nn.ModuleList(InteractionBlock(c.dim, c.heads, c.mlp_ratio, c.window) for _ in range(c.depth))
         self.pixel_skip = PixelSkip(c.gaussian_stride, c.pixel_skip_channels) if c.pixel_skip_channels else None
-        self.pixel_head = PixelHead(c.dim, self.token_px // c.gaussian_stride, c.pixel_skip_channels, c.feature_dim, c.head_hidden)
+        self.pixel_head = PixelHead(c.dim, self.token_px // c.gaussian_stride, c.pixel_skip_channels, c.feature_dim, c.head_hidden,
+                                    zoom=c.pixel_input // c.image_size)
         self.anchor_head = AnchorHead(c.dim, c.gaussians_per_anchor, c.feature_dim)
         self.semantic_decoder = nn.Linear(c.feature_dim, c.num_classes)
         # fixed subsample of the body template (set once by ``set_anchor_template``; saved with the weights)
@@ -304,9 +314,9 @@ class Reconstructor(PretrainedModel):
         return self.template_free_anchors(cameras, masks, height)
 
     # ---- forward ----
-    def prepare_inputs(self, images: Tensor, cameras: Cameras) -> tuple[Tensor, Cameras]:
-        """Resize images (B,V,3,H,W) in [0,1] and their cameras to the model's input size."""
-        s = self.config.image_size
+    def prepare_inputs(self, images: Tensor, cameras: Cameras, size: int | None = None) -> tuple[Tensor, Cameras]:
+        """Resize images (B,V,3,H,W) in [0,1] and their cameras to ``size`` (default: the model's input size)."""
+        s = size or self.config.image_size
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be (B, V, 3, H, W), got {tuple(images.shape)}")
         if tuple(cameras.batch_shape) != tuple(images.shape[:2]):
@@ -325,11 +335,12 @@ class Reconstructor(PretrainedModel):
         """images (B,V,3,H,W) in [0,1] on a white background, view 0 the photo; cameras (B,V); anchors for B.
         ``prior_images`` (like ``images``): what the ``photo_colors`` prior reads instead of ``images`` (training
         feeds the network a degraded photo and the prior the clean one). Returns Gaussians (B, N),
-        N = V * (image_size / gaussian_stride)^2 + A * gaussians_per_anchor."""
+        N = V * pixel_grid^2 + A * gaussians_per_anchor (``pixel_grid`` = pixel_size / gaussian_stride)."""
         c = self.config
         if prior_images is not None and prior_images.shape != images.shape:
             raise ValueError(f"prior_images {tuple(prior_images.shape)} must match images {tuple(images.shape)}")
-        prior_images = None if prior_images is None or not c.photo_colors else self.prepare_inputs(prior_images, cameras)[0]
+        prior_images = None if prior_images is None or not c.photo_colors else self.prepare_inputs(prior_images, cameras, c.pixel_input)[0]
+        fine, fine_cameras = self.prepare_inputs(images, cameras, c.pixel_input)  # what the per-pixel path sees
         images, cameras = self.prepare_inputs(images, cameras)
         B, V = images.shape[:2]
         flat = images.flatten(0, 1)
@@ -355,22 +366,22 @@ class Reconstructor(PretrainedModel):
         for block in self.blocks:
             tokens, anc = block(tokens, anc, uv_tokens, visible, (h, w))
 
-        skip = self.pixel_skip(flat) if self.pixel_skip is not None else None
+        skip = self.pixel_skip(fine.flatten(0, 1)) if self.pixel_skip is not None else None
         raw = self.pixel_head(tokens.reshape(B * V, h, w, -1), skip)
         raw = raw.unflatten(0, (B, V))
         log_range = lambda r: (math.log(r[0]), math.log(r[1]))
         pixel_prior = anchor_prior = None
         if c.photo_colors:
-            seen = images if prior_images is None else prior_images
+            seen = fine if prior_images is None else prior_images
             pixel_prior = F.avg_pool2d(seen.flatten(0, 1).float(), c.gaussian_stride).unflatten(0, (B, V))
             hidden_from = (z[:, 0], anchors.labels.to(images.device), c.num_classes + 1) if c.anchor_prior_occlusion else ()
-            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0], visible[:, 0], *hidden_from)
+            anchor_prior = anchor_color_prior(seen[:, 0], uv[:, 0] * (c.pixel_input / s), visible[:, 0], *hidden_from)
         anchor = self.anchor_head.gaussians(anc, xyz, c.anchor_offset, log_range(c.anchor_scale_range), anchor_prior)
         with fp32:
             z_ref = project_points(xyz.mean(1, keepdim=True)[:, None], cameras)[1][..., 0]  # (B,V)
             if c.depth_reference == "surface":
                 z_ref = anchor_depth_map(uv, z, visible, (h, w), (s, s), tuple(raw.shape[-2:]), z_ref)
-            pixel = self.pixel_head.gaussians(raw, cameras, z_ref, c.depth_range, c.pixel_offset, log_range(c.pixel_scale_range),
+            pixel = self.pixel_head.gaussians(raw, fine_cameras, z_ref, c.depth_range, c.pixel_offset, log_range(c.pixel_scale_range),
                                               pixel_prior)
             anchor = anchor._map(lambda t: t.float())
         return Gaussians.cat([pixel, anchor])

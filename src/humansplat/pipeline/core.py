@@ -138,7 +138,7 @@ class Pipeline:
 
     # ---- the stages ----
     def _preprocess(self, w: Work) -> Preprocessed:
-        w.inputs = preprocess(w.image, resolution=max(MIN_PREPROCESS_RESOLUTION, self.model.config.image_size), person=w.person)
+        w.inputs = preprocess(w.image, resolution=max(MIN_PREPROCESS_RESOLUTION, self.model.config.pixel_input), person=w.person)
         return w.inputs
 
     def _fit(self, w: Work) -> st.BodyFit:

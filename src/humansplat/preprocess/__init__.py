@@ -8,6 +8,7 @@ from .crop import (
     Preprocessed,
     photo_intrinsics,
     preprocess,
+    preprocess_cached,
     square_crop,
 )
 from .image_io import ImageError, LoadedImage, load_image
@@ -15,6 +16,7 @@ from .person import PersonNotFound, detect_person, require_photo_extra
 
 __all__ = [
     "preprocess",
+    "preprocess_cached",
     "Preprocessed",
     "load_image",
     "LoadedImage",

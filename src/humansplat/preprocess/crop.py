@@ -237,3 +237,16 @@ def square_crop(
         t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=side_i > resolution)
     t = t[0].clamp(0.0, 1.0)
     return t[:3].contiguous(), t[3:].contiguous(), (x0, y0, side_i)
+
+
+def preprocess_cached(path: Path, cache: Path | None, resolution: int = 512) -> Preprocessed:
+    """``preprocess(path)``, kept in ``cache`` (as ``<folder>-<stem>.safetensors``; a second call loads it): for
+    tools that run the same photos again and again (benchmarks, contact sheets)."""
+    cached = None if cache is None else Path(cache) / f"{path.parent.name}-{path.stem}.safetensors"
+    if cached is not None and cached.is_file():
+        return Preprocessed.load(cached)
+    pre = preprocess(str(path), resolution=resolution)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        pre.save(cached)
+    return pre
