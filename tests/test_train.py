@@ -522,3 +522,72 @@ def test_warm_start_onto_a_finer_pixel_path_loads_every_tensor_and_trains(tmp_pa
     trainer.fit()
     assert all(math.isfinite(h["loss/total"]) for h in trainer.history)
     assert "loss/pixel_views" in trainer.history[-1]
+
+
+def test_framed_pixels_keep_what_a_portrait_frames_and_drop_the_body_below():
+    """A portrait's orbit views show the whole person; framed_pixels keeps the head and the background and
+    drops the feet. The input view is framed everywhere; a whole-body photo's orbit views almost everywhere."""
+    from humansplat.body.parts import CLASS_ID
+    from humansplat.data import EngineConfig, SyntheticEngine
+    from humansplat.train.step import framed_pixels
+
+    def framed(head_only: float, seed: int):
+        engine = SyntheticEngine(EngineConfig(resolution=64, views=3, head_only=head_only, input_elevation=(0.0, 0.0)), torch.device("cpu"))
+        batch = engine.sample(1, torch.Generator().manual_seed(seed))
+        return batch, framed_pixels(batch["depths"], batch["cameras"], batch["cameras"][:, 0])[:, :, 0]
+
+    batch, keep = framed(1.0, 0)
+    labels, subject = batch["labels"], batch["depths"][:, :, 0] > 0
+    assert bool(keep[:, 0].all()) and bool(keep[~subject].all())
+    orbit, orbit_labels = keep[:, 1:], labels[:, 1:]
+    feet = torch.isin(orbit_labels, torch.tensor([CLASS_ID[c] for c in ("Left_Shoe", "Right_Shoe", "Left_Foot", "Right_Foot",
+                                                                         "Left_Lower_Leg", "Right_Lower_Leg")]))
+    face = orbit_labels == CLASS_ID["Face_Neck"]
+    assert feet.any() and float(orbit[feet].mean()) == 0.0
+    assert face.any() and float(orbit[face].mean()) > 0.8
+    whole, keep_whole = framed(0.0, 1)
+    on_subject = whole["depths"][:, 1:, 0] > 0
+    assert float(keep_whole[:, 1:][on_subject].mean()) > 0.97
+
+
+def test_a_loss_with_valid_pixels_pulls_nowhere_else():
+    """Outside ``valid`` the RGB, mask and semantic terms give no gradient; an all-ones ``valid`` changes nothing."""
+    torch.manual_seed(0)
+    loss = ReconstructionLoss(LossConfig(ssim=0.0))
+    rgb, alpha = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 1, 16, 16, requires_grad=True)
+    logits = torch.randn(2, 28, 16, 16, requires_grad=True)
+    target, mask, labels = torch.rand(2, 3, 16, 16), (torch.rand(2, 1, 16, 16) > 0.5).float(), torch.randint(0, 28, (2, 16, 16))
+    valid = torch.ones(2, 1, 16, 16)
+    valid[..., 8:, :] = 0
+    total, _ = loss(rgb, alpha, logits, target, mask, labels, valid)
+    total.backward()
+    for g in (rgb.grad, alpha.grad, logits.grad):
+        assert g[..., 8:, :].abs().max() == 0 and g[..., :8, :].abs().max() > 0
+    plain = loss(rgb, alpha, logits, target, mask, labels)[0]
+    assert torch.allclose(plain, loss(rgb, alpha, logits, target, mask, labels, torch.ones_like(valid))[0])
+
+
+def test_a_framed_template_free_step_on_a_portrait_supervises_only_its_frame(tmp_path):
+    """With ``template_free_framed``, a template-free step on a portrait logs the framed share of its pixels (< 1)
+    and scores only the crops of regions the photo shows (an orbit view's hand crop goes when the photo has no hand)."""
+    from contextlib import nullcontext
+
+    from humansplat.data import EngineConfig, SyntheticEngine
+    from humansplat.train.step import ReconstructionStep, ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    engine = SyntheticEngine(EngineConfig(resolution=64, views=2, head_only=1.0, crop_size=16), torch.device("cpu"))
+    batch = engine.sample(1, torch.Generator().manual_seed(0))
+    plan = ViewPlan(inputs=[0], supervised=[0, 1, 2], template_free=True)
+    cfg = LossConfig(region_crops=0.5, template_free_framed=True)
+    step = ReconstructionStep(trainer.model, ReconstructionLoss(cfg), "torch", trainer.body.vertex_labels)
+    _, logs, _ = step(batch, plan, nullcontext())
+    assert 0.3 < float(logs["train/framed_share"]) < 1.0
+    plain = ReconstructionStep(trainer.model, ReconstructionLoss(LossConfig(region_crops=0.5)), "torch", trainer.body.vertex_labels)
+    assert "train/framed_share" not in plain(batch, plan, nullcontext())[1]
+    g = trainer.model(batch["images"][:, :1], batch["cameras"][:, :1], step.anchors(batch, plan))
+    regions = batch["crop_valid"].shape[1] // 2
+    only_orbit = {**batch, "crop_valid": torch.cat([torch.zeros(1, regions, dtype=torch.bool), torch.ones(1, regions, dtype=torch.bool)], 1)}
+    assert step.region_crop_loss(g, only_orbit, framed_only=True)[0] is None
+    assert step.region_crop_loss(g, only_orbit, framed_only=False)[0] is not None

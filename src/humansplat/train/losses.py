@@ -29,6 +29,8 @@ class LossConfig:
     streak_max_ratio: float = 1.5  # along-ray / across-ray spread allowed for free (a surfel at a grazing angle: <~1.4)
     region_crops: float = 0.0  # the face and hand crops (data.crop_size > 0: zoomed renders, data/crops.py) scored with
     # these same losses, at this weight: HumanSplat's hierarchical losses at a higher resolution
+    template_free_framed: bool = False  # template-free steps supervise only what the photo frames (``step.framed_pixels``):
+    # a portrait's novel views show a whole body that head-sized anchors cannot hold (they learnt a haze for it)
     lpips: float = 0.0  # used only when lpips_weights names a local file
     lpips_weights: str | None = None  # safetensors with our LPIPS-VGG layout (see LPIPS); never downloaded
     # hierarchical reweighting: pixel weight = weight of its ground-truth part (1 for classes not listed);
@@ -203,20 +205,29 @@ class ReconstructionLoss(nn.Module):
         self.lpips = LPIPS.from_file(config.lpips_weights) if config.lpips_weights and config.lpips > 0 else None
 
     def forward(self, rgb: Tensor, alpha: Tensor, logits: Tensor | None, target_rgb: Tensor, target_mask: Tensor,
-                target_labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+                target_labels: Tensor | None, valid: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """rgb (N,3,H,W), alpha (N,1,H,W), logits (N,C,H,W) or None; targets: images (N,3,H,W) in [0,1] on
         white, masks (N,1,H,W), labels (N,H,W) int64 Sapiens ids (None: no reweighting, no semantics).
+        ``valid`` (N,1,H,W) in [0,1] or None: the pixels that are supervised at all (elsewhere the targets are
+        the prediction itself, so no term pulls there; SSIM windows across the edge still see both).
         Logged values are detached tensors, so logging costs no device sync."""
         c = self.config
         if target_labels is not None:
             w = self.class_weights[target_labels.clamp(0, len(SAPIENS_CLASSES) - 1)][:, None]  # (N,1,H,W)
         else:
             w = torch.ones_like(target_mask)
-        wsum = w.sum() * 3
+        ssim_target = target_rgb
+        if valid is not None:
+            w = w * valid
+            ssim_target = torch.where(valid > 0, target_rgb, rgb.detach())
+        wsum = w.sum().clamp_min(1e-6) * 3
         mse = ((rgb - target_rgb).square() * w).sum() / wsum
         l1 = ((rgb - target_rgb).abs() * w).sum() / wsum
-        mask = F.mse_loss(alpha, target_mask)
-        ssim_val = ssim(rgb, target_rgb).mean()
+        if valid is None:
+            mask = F.mse_loss(alpha, target_mask)
+        else:
+            mask = ((alpha - target_mask).square() * valid).sum() / valid.sum().clamp_min(1e-6)
+        ssim_val = ssim(rgb, ssim_target).mean()
         total = c.rgb_mse * mse + c.rgb_l1 * l1 + c.mask * mask + c.ssim * (1 - ssim_val)
         logs = {"loss/mse": mse.detach(), "loss/l1": l1.detach(), "loss/mask": mask.detach(), "loss/ssim": ssim_val.detach()}
         if logits is not None and target_labels is not None and c.semantic > 0:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from humansplat.cameras import Cameras, pixel_rays, project_points
+from humansplat.data.crops import CROP_REGIONS
 from humansplat.gaussians import render
 from humansplat.models.reconstructor import Reconstructor
 from humansplat.preprocess.framing import framing_heights
@@ -31,6 +33,23 @@ def sample_views(batch: dict, input_view_probs, supervise_views: int, template_f
     supervised = inputs + others[n_in - 1 : n_in - 1 + max(0, supervise_views - n_in)]
     template_free = bool(torch.rand(1, generator=gen) < template_free_prob)
     return ViewPlan(inputs, supervised, template_free)
+
+
+def framed_pixels(depths: Tensor, cameras: Cameras, photo: Cameras) -> Tensor:
+    """(B,S,1,H,W) 1.0 where a supervised view's pixel shows what the photo frames, else 0.0: its surface point
+    (unprojected from ``depths``) projects inside the photo, or it shows no subject (depth 0). A portrait's
+    novel views show the whole person; the body below the portrait's edge is 0.
+
+    depths (B,S,1,H,W) camera z, 0 off the subject; cameras (B,S) of those views; photo (B,) the input view."""
+    B, S, _, H, W = depths.shape
+    origin, direction = pixel_rays(cameras, H, W)  # (B,S,H,W,3)
+    forward = cameras.w2c[..., 2, :3]  # camera +z in world, (B,S,3)
+    cos = (direction * forward[:, :, None, None]).sum(-1).clamp_min(1e-3)
+    z = depths[:, :, 0].float()
+    points = origin + direction * (z / cos)[..., None]
+    uv, zp = project_points(points.reshape(B, S * H * W, 3), photo)
+    inside = (zp > 0) & (uv >= 0).all(-1) & (uv[..., 0] < photo.width) & (uv[..., 1] < photo.height)
+    return ((z <= 0) | inside.reshape(B, S, H, W)).float()[:, :, None]
 
 
 class ReconstructionStep(nn.Module):
@@ -65,7 +84,13 @@ class ReconstructionStep(nn.Module):
             target = images[:, plan.supervised].flatten(0, 1).float()
             masks = batch["masks"][:, plan.supervised].flatten(0, 1).float()
             labels = batch["labels"][:, plan.supervised].flatten(0, 1).long() if "labels" in batch else None
-            loss, logs = self.loss(rgb, alpha, logits, target, masks, labels)
+            framed = plan.template_free and self.loss.config.template_free_framed
+            valid = None  # template-free anchors fill what the photo shows: with framed, they are not asked for the rest
+            if framed and "depths" in batch:
+                valid = framed_pixels(batch["depths"][:, plan.supervised], cameras[:, plan.supervised], cameras[:, 0]).flatten(0, 1)
+            loss, logs = self.loss(rgb, alpha, logits, target, masks, labels, valid)
+            if valid is not None:
+                logs["train/framed_share"] = valid.mean().detach()
             c = self.model.config
             n_pixel = len(plan.inputs) * c.pixel_grid**2  # pixel Gaussians come first
             if self.loss.config.pixel_views > 0:
@@ -89,7 +114,7 @@ class ReconstructionStep(nn.Module):
                 loss = loss + self.loss.config.streaks * streak
                 logs["loss/streaks"] = streak.detach()
             if self.loss.config.region_crops > 0 and "crop_images" in batch:
-                crop_loss, crop_logs = self.region_crop_loss(gaussians, batch)
+                crop_loss, crop_logs = self.region_crop_loss(gaussians, batch, framed_only=framed)
                 if crop_loss is not None:
                     loss = loss + self.loss.config.region_crops * crop_loss
                     logs["loss/region_crops"], logs["metric/crop_psnr"] = crop_loss.detach(), crop_logs["metric/psnr"]
@@ -97,9 +122,14 @@ class ReconstructionStep(nn.Module):
         logs["train/pixel_opacity"] = gaussians.opacity_logits[:, :n_pixel].detach().float().sigmoid().mean()
         return loss, logs, (rgb[:S].detach(), target[:S])
 
-    def region_crop_loss(self, gaussians, batch: dict) -> tuple[Tensor | None, dict[str, Tensor]]:
-        """The reconstruction losses on the valid face and hand crops (None when no crop is valid)."""
-        valid = batch["crop_valid"].flatten()
+    def region_crop_loss(self, gaussians, batch: dict, framed_only: bool = False) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """The reconstruction losses on the valid face and hand crops (None when no crop is valid). ``framed_only``:
+        only the regions the photo frames (their input-view crop is valid; crops come view by view, input first)."""
+        valid = batch["crop_valid"]
+        if framed_only:
+            by_view = valid.unflatten(1, (-1, len(CROP_REGIONS)))  # (B, views, regions)
+            valid = (by_view & by_view[:, :1]).flatten(1)
+        valid = valid.flatten()
         if not bool(valid.any()):
             return None, {}
         out = render(gaussians, batch["crop_cameras"], background=1.0, backend=self.render_backend)
