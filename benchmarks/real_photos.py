@@ -17,6 +17,7 @@ reconstruction, the photo-edge cut; no refinement) on that same fit.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import dataclasses
 import json
 import statistics
@@ -42,6 +43,16 @@ FINE_SCORE_SIZE = 512  # the second input-view score (the first: photo_scores' d
 TURNTABLE_FRAMES = 4  # frames 1 and 2: 90 and 180 degrees
 
 
+def head_crop(pre, share: float) -> np.ndarray:
+    """(H, W, 4) float RGBA: the top ``share`` of the preprocessed person's matte box (the matte as alpha)."""
+    m = pre.mask.reshape(pre.mask.shape[-2:]) > 0.5
+    rows, cols = torch.nonzero(m.any(1)).flatten(), torch.nonzero(m.any(0)).flatten()
+    y0, y1 = int(rows[0]), int(rows[0]) + max(8, int(share * (int(rows[-1]) - int(rows[0]) + 1)))
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    rgba = torch.cat([pre.image, pre.mask.reshape(1, *m.shape).float()], 0)[:, y0:y1, x0:x1]
+    return rgba.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
 def _views(g, camera, size: int) -> list[np.ndarray]:
     centre, radius = frame_points(g.means, g.opacities)
     turn = turntable_cameras(TURNTABLE_FRAMES, size, 0.0, 30.0, centre, fit_radius=radius)
@@ -61,6 +72,9 @@ def main() -> int:
     ap.add_argument("--sheet-photos", type=int, default=4, help="the first N photos go into the sheet")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--template-free", action="store_true", help="template-free anchors on every photo (the fallback, measured)")
+    ap.add_argument("--head-crop", type=float, default=None, metavar="SHARE",
+                    help="cut every photo to the top SHARE of its person first (e.g. 0.25: a standing person's head and "
+                    "shoulders), a head-only photo as a user would crop it")
     args = ap.parse_args()
     named = dict(w.split("=", 1) for w in args.weights if "=" in w)
     if len(named) != len(args.weights):
@@ -73,10 +87,13 @@ def main() -> int:
     for i, path in enumerate(tqdm(args.photos, desc="photos")):
         try:
             pre = preprocess_cached(path, args.cache, max(MIN_PREPROCESS_RESOLUTION, resolution))
+            if args.head_crop:
+                key = f"{path.parent.name}-{path.stem}-head{args.head_crop:g}" if args.cache else None
+                pre = preprocess_cached(head_crop(pre, args.head_crop), args.cache, max(MIN_PREPROCESS_RESOLUTION, resolution), key)
         except PersonNotFound as e:  # counted, not fatal
             print(f"{path}: skipped ({e})", file=sys.stderr)
             continue
-        row = {"photo": f"{path.parent.name}/{path.name}"}
+        row = {"photo": f"{path.parent.name}/{path.name}", "framing": pre.framing}
         sheet_row = [to_uint8(torch.nn.functional.interpolate(pre.image[None], size=(SHEET_SIZE, SHEET_SIZE), mode="area")[0].permute(1, 2, 0))]
         body_fit = fit_photo(pre, body)  # the same fit for every weights folder
         if args.template_free:
@@ -97,7 +114,8 @@ def main() -> int:
         rows.append(row)
         if i < args.sheet_photos:
             cells += sheet_row
-    print(f"\n{len(rows)} photos, input view before refinement: PSNR (dB); colour difference (CIE76 delta E, coarse cells in "
+    framings = ", ".join(f"{n} {f}" for f, n in sorted(Counter(r["framing"] for r in rows).items()))
+    print(f"\n{len(rows)} photos ({framings}), input view before refinement: PSNR (dB); colour difference (CIE76 delta E, coarse cells in "
           "the matte) and chroma ratio (render / photo, 1 = as colourful), medians\n")
     print(f"| weights | median | mean | min | median at {FINE_SCORE_SIZE} px | body prior | template-free | delta E | chroma ratio | side / front "
           "| depth / width | cut-outs |")

@@ -535,3 +535,22 @@ def test_kicked_leg_keeps_its_foot():
     for i in (25, 26, 27, 28, 29, 30, 31, 32):  # knees, ankles, heels, toes
         x, y, c = p.landmarks[i]
         assert c > 0.5 and m[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].any(), i
+
+
+@needs_mp
+def test_preprocess_cached_keeps_a_photo_and_an_array_by_key(tmp_path, monkeypatch):
+    """A path is cached under <folder>-<stem>, an array under the key it is given (none: not cached); a second
+    call loads the file instead of running MediaPipe again."""
+    import humansplat.preprocess.crop as crop
+    from humansplat.preprocess import preprocess_cached
+
+    photo = EXAMPLE / "pexels-photo-6311555-removebg.png"
+    first = preprocess_cached(photo, tmp_path, 128)
+    assert (tmp_path / "examples-pexels-photo-6311555-removebg.safetensors").is_file()
+    rgb = first.image.permute(1, 2, 0).numpy()
+    preprocess_cached(rgb, tmp_path, 128)
+    assert len(list(tmp_path.iterdir())) == 1
+    from_array = preprocess_cached(rgb, tmp_path, 128, key="crop")
+    monkeypatch.setattr(crop, "preprocess", lambda *a, **k: pytest.fail("ran preprocess again instead of loading the cache"))
+    assert torch.equal(preprocess_cached(photo, tmp_path, 128).image, first.image)
+    assert torch.equal(preprocess_cached(rgb, tmp_path, 128, key="crop").mask, from_array.mask)

@@ -239,13 +239,16 @@ def square_crop(
     return t[:3].contiguous(), t[3:].contiguous(), (x0, y0, side_i)
 
 
-def preprocess_cached(path: Path, cache: Path | None, resolution: int = 512) -> Preprocessed:
-    """``preprocess(path)``, kept in ``cache`` (as ``<folder>-<stem>.safetensors``; a second call loads it): for
-    tools that run the same photos again and again (benchmarks, contact sheets)."""
-    cached = None if cache is None else Path(cache) / f"{path.parent.name}-{path.stem}.safetensors"
+def preprocess_cached(src, cache: Path | None, resolution: int = 512, key: str | None = None) -> Preprocessed:
+    """``preprocess(src)``, kept in ``cache`` as ``<key>.safetensors`` (a second call loads it): for tools that
+    run the same photos again and again (benchmarks, contact sheets). ``key`` defaults to ``<folder>-<stem>``
+    of a path; other sources (an array) need one to be cached."""
+    if key is None and isinstance(src, (str, Path)):
+        key = f"{Path(src).parent.name}-{Path(src).stem}"
+    cached = None if cache is None or key is None else Path(cache) / f"{key}.safetensors"
     if cached is not None and cached.is_file():
         return Preprocessed.load(cached)
-    pre = preprocess(str(path), resolution=resolution)
+    pre = preprocess(str(src) if isinstance(src, Path) else src, resolution=resolution)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         pre.save(cached)
