@@ -591,3 +591,28 @@ def test_a_framed_template_free_step_on_a_portrait_supervises_only_its_frame(tmp
     only_orbit = {**batch, "crop_valid": torch.cat([torch.zeros(1, regions, dtype=torch.bool), torch.ones(1, regions, dtype=torch.bool)], 1)}
     assert step.region_crop_loss(g, only_orbit, framed_only=True)[0] is None
     assert step.region_crop_loss(g, only_orbit, framed_only=False)[0] is not None
+
+
+def test_anchor_view_term_trains_only_the_anchor_gaussians(tmp_path, one_subject):
+    """``anchor_views``: the novel views rendered from the anchor Gaussians alone, scored; its gradient reaches
+    the anchor head and not the pixel head, and a step without novel views has no such term."""
+    from contextlib import nullcontext
+
+    from humansplat.train.step import ReconstructionStep, ViewPlan
+    from humansplat.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, max_steps=1), tmp_path / "run", device="cpu")
+    model, plan = trainer.model, ViewPlan(inputs=[0], supervised=[0, 1, 2], template_free=False)
+    results = {}
+    for weight in (0.0, 1.0):
+        step = ReconstructionStep(model, ReconstructionLoss(LossConfig(anchor_views=weight)), "torch", trainer.body.vertex_labels)
+        results[weight] = step(one_subject, plan, nullcontext())
+    (with_term, logs, _), (without, _, _) = results[1.0], results[0.0]
+    assert float(logs["loss/anchor_views"]) > 0
+    assert torch.allclose(with_term - without, logs["loss/anchor_views"], atol=1e-5)
+    model.zero_grad()
+    (with_term - without).backward()
+    assert model.anchor_head.out.weight.grad.abs().sum() > 0
+    assert model.pixel_head.out.weight.grad is None or model.pixel_head.out.weight.grad.abs().sum() == 0
+    inputs_only = ViewPlan(inputs=[0], supervised=[0], template_free=False)
+    assert "loss/anchor_views" not in step(one_subject, inputs_only, nullcontext())[1]

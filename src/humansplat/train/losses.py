@@ -24,6 +24,7 @@ class LossConfig:
     semantic_balance: float = 0.0  # the semantic CE weights class c by (its share of the batch's pixels)^-balance
     # (0: plain; 0.5: inverse square root, so rare parts such as lips, hands, feet are not drowned by clothing)
     pixel_views: float = 0.0  # the input views once more, from the per-pixel Gaussians alone (they must explain what is seen)
+    anchor_views: float = 0.0  # the novel views once more, from the anchor Gaussians alone (they must hold the body off-angle)
     pixel_depth: float = 0.0  # L1 (metres) of the per-pixel Gaussians' depth against the true surface (no streaks off it)
     streaks: float = 0.0  # per-pixel Gaussians stretched along their input view's rays (streak_penalty)
     streak_max_ratio: float = 1.5  # along-ray / across-ray spread allowed for free (a surfel at a grazing angle: <~1.4)

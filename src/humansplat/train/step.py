@@ -93,15 +93,28 @@ class ReconstructionStep(nn.Module):
                 logs["train/framed_share"] = valid.mean().detach()
             c = self.model.config
             n_pixel = len(plan.inputs) * c.pixel_grid**2  # pixel Gaussians come first
+            n_in, B = len(plan.inputs), images.shape[0]
+            views_of = lambda t, first, last: None if t is None else t.unflatten(0, (B, S))[:, first:last].flatten(0, 1)
+
+            def one_source(source: slice, first: int, last: int | None) -> tuple[Tensor, dict[str, Tensor]]:
+                """The supervised views ``first:last`` rendered from one source of Gaussians alone, scored."""
+                out = render(gaussians._map(lambda t: t[:, source]), cameras[:, plan.supervised[first:last]], background=1.0,
+                             backend=self.render_backend)
+                return self.loss(out.rgb.flatten(0, 1).permute(0, 3, 1, 2), out.alpha.flatten(0, 1).permute(0, 3, 1, 2), None,
+                                 *(views_of(t, first, last) for t in (target, masks, labels, valid)))
+
             if self.loss.config.pixel_views > 0:
                 # the input views from the pixel Gaussians alone: without it the anchors' Gaussians learn to
                 # explain everything and the pixel ones fade out (inputs come first among the supervised views)
-                first = lambda t: t.unflatten(0, (images.shape[0], S))[:, : len(plan.inputs)].flatten(0, 1)
-                pix = render(gaussians._map(lambda t: t[:, :n_pixel]), cameras[:, plan.inputs], background=1.0, backend=self.render_backend)
-                pixel_loss, pixel_logs = self.loss(pix.rgb.flatten(0, 1).permute(0, 3, 1, 2), pix.alpha.flatten(0, 1).permute(0, 3, 1, 2),
-                                                   None, first(target), first(masks), None if labels is None else first(labels))
+                pixel_loss, pixel_logs = one_source(slice(0, n_pixel), 0, n_in)
                 loss = loss + self.loss.config.pixel_views * pixel_loss
                 logs["loss/pixel_views"], logs["metric/pixel_psnr"] = pixel_loss.detach(), pixel_logs["metric/psnr"]
+            if self.loss.config.anchor_views > 0 and S > n_in:
+                # the novel views from the anchor Gaussians alone: the other way round, the pixel Gaussians (four times
+                # as many at pixel_size 512) take over and the anchors fade where no input view sees (holes off-angle)
+                anchor_loss, anchor_logs = one_source(slice(n_pixel, None), n_in, None)
+                loss = loss + self.loss.config.anchor_views * anchor_loss
+                logs["loss/anchor_views"], logs["metric/anchor_psnr"] = anchor_loss.detach(), anchor_logs["metric/psnr"]
             if self.loss.config.pixel_depth > 0 and "depths" in batch:
                 depth_err = pixel_depth_error(gaussians.means[:, :n_pixel].float(), cameras.w2c[:, plan.inputs], batch["depths"][:, plan.inputs],
                                               c.pixel_grid)  # fmt: skip
