@@ -123,7 +123,7 @@ def test_template_free_anchors_fill_the_silhouette():
 def test_silhouette_anchors_are_a_volume_with_a_back():
     """An L-shaped matte (a torso and a leg kicked sideways): every anchor projects into it, and they span
     a body's depth about the mid-plane, limbs about as deep as wide, the torso shallower."""
-    from humansplat.models.reconstructor import template_free_anchors
+    from humansplat.models.anchors import template_free_anchors
     from humansplat.models.silhouette import TORSO_DEPTH_RATIO
 
     cams = cameras([0.0])
@@ -150,7 +150,7 @@ def test_silhouette_anchors_are_a_volume_with_a_back():
 @pytest.mark.parametrize("shape", ["silhouette", "cylinder"])
 def test_template_free_anchors_take_one_height_per_item(shape):
     """A (B,) height places each item as that item's scalar height does; half the height, half the distance."""
-    from humansplat.models.reconstructor import template_free_anchors
+    from humansplat.models.anchors import template_free_anchors
 
     cams = Cameras.cat([cameras([0.0])[:, 0], cameras([0.0])[:, 0]])
     mask = torch.zeros(2, SIZE, SIZE)
@@ -262,7 +262,7 @@ def test_surface_reference_puts_pixel_gaussians_on_the_anchors_front():
 
 def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
     from humansplat.gaussians import sh_to_rgb
-    from humansplat.models.reconstructor import UNSEEN_COLOR, anchor_color_prior
+    from humansplat.models.anchors import UNSEEN_COLOR, anchor_color_prior
 
     m = make_model(photo_colors=True)
     m.load_state_dict(m.colors_at_prior(m.state_dict()))
@@ -292,7 +292,7 @@ def test_photo_colors_start_at_the_photos_pixels_and_the_anchors_projection():
 
 
 def test_hidden_anchors_take_their_parts_seen_colour_not_the_colour_in_front_of_them():
-    from humansplat.models.reconstructor import OCCLUSION_MARGIN_M, UNSEEN_COLOR, anchor_color_prior, occluded_anchors
+    from humansplat.models.anchors import OCCLUSION_MARGIN_M, UNSEEN_COLOR, anchor_color_prior, occluded_anchors
 
     S = 64
     photo = torch.zeros(1, 3, S, S)

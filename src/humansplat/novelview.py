@@ -31,7 +31,8 @@ from humansplat.body.parts import SAPIENS_CLASSES
 from humansplat.cameras import Cameras, orbit_cameras, orbit_positions, plucker_rays, project_points
 from humansplat.gaussians import Gaussians, render
 from humansplat.models.generator import NovelViewGenerator, ViewConditions
-from humansplat.models.reconstructor import Anchors, Reconstructor
+from humansplat.models.anchors import Anchors
+from humansplat.models.reconstructor import Reconstructor
 
 __all__ = ["NovelViews", "body_condition_maps", "draft_latents", "draft_views", "generate_views", "photo_azimuth", "reconstruct_with_views",
            "sample_latents", "target_cameras", "view_conditions"]

@@ -11,13 +11,8 @@ A new model is a module here with a config dataclass and a ``@register``-ed ``Pr
 from humansplat.models.autoencoder import Autoencoder, AutoencoderConfig
 from humansplat.models.generator import GeneratorConfig, NovelViewGenerator
 from humansplat.models.base import MODEL_TYPES, PretrainedModel, WeightsError, load_checked, load_pretrained, read_model_dir, register
-from humansplat.models.reconstructor import (
-    Anchors,
-    Reconstructor,
-    ReconstructorConfig,
-    farthest_point_indices,
-    template_free_anchors,
-)
+from humansplat.models.anchors import Anchors, farthest_point_indices, template_free_anchors
+from humansplat.models.reconstructor import Reconstructor, ReconstructorConfig
 
 __all__ = [
     "MODEL_TYPES",
