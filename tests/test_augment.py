@@ -133,3 +133,30 @@ def test_v4_recipe_configs_load():
     assert Path(robust.init_from) == root / "src" / "humansplat" / "weights" / "humansplat-main"
     palette = TrainConfig.load(root / "configs" / "palette.json")
     assert palette.body_noise.prob == 0.5 and EngineConfig(**palette.data).free_colors == 0.35
+
+
+def test_jpeg_blocks_the_photo_more_at_lower_quality_and_keeps_the_random_stream():
+    """JPEG (Pillow's codec): error grows as the quality falls and concentrates on 8-px block edges; quality 0
+    leaves an image as it is; a config without JPEG degrades exactly as before (the JPEG draw comes last)."""
+    from humansplat.train.augment import jpeg_roundtrip
+
+    g = torch.Generator().manual_seed(0)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    smooth = torch.stack([xs, ys, (xs + ys) / 2])[None]
+    images = (smooth + 0.1 * torch.rand(1, 3, 64, 64, generator=g)).clamp(0, 1).repeat(3, 1, 1, 1)
+    out = jpeg_roundtrip(images, torch.tensor([0, 90, 20]))
+    err = (out - images).abs()
+    assert torch.equal(out[0], images[0])
+    assert 0 < float(err[1].mean()) < float(err[2].mean())
+    # the blocks: at quality 20, neighbours across an 8-px block edge differ more than neighbours inside a block
+    step = (out[2, :, :, 1:] - out[2, :, :, :-1]).abs().mean((0, 1))  # (63,) column steps
+    edges = torch.arange(63) % 8 == 7
+    assert float(step[edges].mean()) > float(step[~edges].mean())
+    masks = torch.ones(3, 1, 64, 64)
+    g = torch.Generator().manual_seed(1)
+    plain = degrade_photo(images, masks, PhotoNoiseConfig(prob=1.0), g)
+    quality = torch.randint(30, 96, (3,), generator=g)  # what the JPEG draw takes next from the same stream
+    with_jpeg = degrade_photo(images, masks, PhotoNoiseConfig(prob=1.0, jpeg_min_quality=30), torch.Generator().manual_seed(1))
+    assert torch.equal(with_jpeg, jpeg_roundtrip(plain, quality)) and not torch.equal(plain, with_jpeg)
+    with pytest.raises(ValueError, match="JPEG"):
+        PhotoNoiseConfig(jpeg_min_quality=90, jpeg_max_quality=50)

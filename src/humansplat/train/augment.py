@@ -4,24 +4,29 @@
   bones turned by a few degrees, its phenotype and position nudged. The model learns to follow the image
   where the body disagrees (supervision stays the true views), as it must with fitted bodies.
 - ``degrade_photo``: the input photo as a camera and a matting network give it: sensor noise, defocus blur,
-  an eroded or dilated matte edge (white eaten into the person, or a band of background colour). Only the
-  model's input changes; every supervised view stays the clean render.
+  an eroded or dilated matte edge (white eaten into the person, or a band of background colour), and
+  optionally JPEG compression (saved and read back by Pillow, the real codec). Only the model's input
+  changes; every supervised view stays the clean render.
 
 Both draw from the step's CPU generator, so a seeded run repeats.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from humansplat.body.model import BodyModel, BodyParams
 
-__all__ = ["BodyNoiseConfig", "PhotoNoiseConfig", "degrade_photo", "perturb_body"]
+__all__ = ["BodyNoiseConfig", "PhotoNoiseConfig", "degrade_photo", "jpeg_roundtrip", "perturb_body"]
 
 ROOT_POSE_SHARE = 0.3  # the root turns less than the limbs: a fit gets the body's facing right from the torso
 
@@ -44,8 +49,15 @@ class PhotoNoiseConfig:
     noise_std: float = 0.03  # at most, per pixel and channel, on [0, 1] images
     blur_sigma: float = 1.2  # at most, pixels of the model's input
     matte_px: int = 2  # at most, matte edge moved in or out by up to this many pixels
+    jpeg_min_quality: int = 0  # > 0: each degraded photo is also saved as a JPEG at a quality drawn from
+    jpeg_max_quality: int = 95  # [jpeg_min_quality, jpeg_max_quality] and read back (0: no JPEG, no draw)
     clean_prior: bool = False  # the photo colour prior (photo_colors) reads the clean photo: a user's photo is its
     # own truth in the input view, and a prior degraded in training teaches the network to distrust it
+
+    def __post_init__(self) -> None:
+        if self.jpeg_min_quality and not 1 <= self.jpeg_min_quality <= self.jpeg_max_quality <= 100:
+            raise ValueError(f"photo_noise: JPEG qualities must satisfy 1 <= min <= max <= 100, got "
+                             f"{self.jpeg_min_quality}..{self.jpeg_max_quality}")
 
 
 def _chosen(batch_size: int, prob: float, gen: torch.Generator) -> Tensor | None:
@@ -127,4 +139,21 @@ def degrade_photo(images: Tensor, masks: Tensor, cfg: PhotoNoiseConfig, gen: tor
     noise = torch.randn(images.shape, generator=gen) * noise_std[:, None, None, None]
     out = _move_matte_edge(images, masks, px, gen)
     out = _gaussian_blur(out, sigma.to(dev, images.dtype)) if float(sigma.max()) > 0 else out
-    return (out + noise.to(dev, images.dtype)).clamp(0, 1)
+    out = (out + noise.to(dev, images.dtype)).clamp(0, 1)
+    if cfg.jpeg_min_quality > 0:  # drawn last: runs without JPEG keep their random streams
+        quality = torch.randint(cfg.jpeg_min_quality, cfg.jpeg_max_quality + 1, (B,), generator=gen) * chosen
+        out = jpeg_roundtrip(out, quality)
+    return out
+
+
+def jpeg_roundtrip(images: Tensor, quality: Tensor) -> Tensor:
+    """images (B, 3, H, W) in [0, 1], quality (B,) in [0, 100] -> each image with quality > 0 saved as a JPEG at
+    that quality (Pillow, 4:2:0 chroma) and read back; quality 0 leaves it unchanged."""
+    out = images.clone()
+    for i in torch.nonzero(quality > 0).flatten().tolist():
+        pixels = (images[i].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality[i]))
+        back = np.asarray(Image.open(buffer).convert("RGB"))
+        out[i] = torch.from_numpy(back.copy()).to(images.device, images.dtype).permute(2, 0, 1) / 255
+    return out
