@@ -17,11 +17,11 @@ reconstruction, the photo-edge cut; no refinement) on that same fit.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import dataclasses
 import json
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np

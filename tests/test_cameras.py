@@ -12,6 +12,7 @@ from humansplat.cameras import (
     pixel_rays,
     project_points,
     resize_intrinsics,
+    unproject_depth,
 )
 
 
@@ -86,3 +87,16 @@ def test_camera_dict_round_trip():
     assert back.width == 32 and back.height == 24
     assert torch.allclose(back.K, cams.K) and torch.allclose(back.w2c, cams.w2c, atol=1e-6)
     assert math.isclose(float(cams.K[0, 1, 1]), 24 / (2 * math.tan(math.radians(15))), rel_tol=1e-5)
+
+
+def test_unproject_depth_lands_on_the_pixel_centres_at_that_depth():
+    """A depth map (camera z) unprojected and projected back: every point at its own pixel centre and depth,
+    also on a grid coarser than the image (its cells' centres)."""
+    cams = orbit_cameras(torch.tensor([0.0, 70.0]), 10.0, 2.5, target=(0.0, 0.9, 0.0), fov_deg=40, size=32)
+    for h in (32, 8):
+        depth = 1.5 + torch.rand(2, h, h)
+        points = unproject_depth(cams, depth)  # (2, h, h, 3)
+        uv, z = project_points(points.reshape(2, -1, 3), cams)
+        ys, xs = torch.meshgrid((torch.arange(h) + 0.5) * 32 / h, (torch.arange(h) + 0.5) * 32 / h, indexing="ij")
+        assert torch.allclose(z, depth.reshape(2, -1), atol=1e-4)
+        assert torch.allclose(uv, torch.stack([xs, ys], -1).reshape(1, -1, 2).expand(2, -1, -1), atol=1e-3)

@@ -193,6 +193,15 @@ def pixel_rays(cameras: Cameras, height: int | None = None, width: int | None = 
     return o, d
 
 
+def unproject_depth(cameras: Cameras, depth: Tensor) -> Tensor:
+    """World points (..., H, W, 3) of camera-z ``depth`` maps (..., H, W), the cameras' batch shape first: each
+    pixel centre of an H x W grid over the image (``pixel_rays``) taken out along its ray to that depth."""
+    origin, direction = pixel_rays(cameras, *depth.shape[-2:])
+    forward = cameras.w2c[..., 2, :3][..., None, None, :]  # camera +z axis in world
+    cos = (direction * forward).sum(-1).clamp_min(1e-3)
+    return origin + direction * (depth / cos)[..., None]
+
+
 def plucker_rays(cameras: Cameras, height: int | None = None, width: int | None = None) -> Tensor:
     """Plücker ray maps (o x d, d) as (..., 6, H, W), the per-pixel camera encoding of the reconstructor."""
     o, d = pixel_rays(cameras, height, width)

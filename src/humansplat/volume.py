@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from humansplat.cameras import Cameras, look_at, pixel_rays
+from humansplat.cameras import Cameras, look_at, unproject_depth
 from humansplat.gaussians import Gaussians, render
 
 __all__ = ["volume_measures", "is_cutout", "SIDE_RATIO_MIN", "DEPTH_RATIO_MIN"]
@@ -52,10 +52,8 @@ def _surface_points(gaussians: Gaussians, camera: Cameras) -> tuple[float, Tenso
     """The silhouette area (pixels with alpha > ``OPAQUE``) of ``gaussians`` seen by ``camera`` (batch 1), and
     those pixels unprojected at their rendered depth: world points (P,3) of the surface the camera sees."""
     out = render(gaussians, camera)
-    origin, direction = (r[0] for r in pixel_rays(camera))  # (H,W,3) each
-    z = out.depth[0, ..., 0] / (direction @ camera.c2w[0, :3, 2])  # camera-z depth -> distance along the ray
     seen = out.alpha[0, ..., 0] > OPAQUE
-    return float(seen.sum()), (origin + direction * z[..., None])[seen]
+    return float(seen.sum()), unproject_depth(camera, out.depth[..., 0])[0][seen]
 
 
 @torch.no_grad()

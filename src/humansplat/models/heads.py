@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from humansplat.cameras import Cameras, pixel_rays
+from humansplat.cameras import Cameras, unproject_depth
 from humansplat.gaussians import Gaussians, rgb_to_sh
 
 # raw channel layout shared by both heads (pixel head adds one depth channel in front)
@@ -97,11 +97,8 @@ class PixelHead(nn.Module):
         if z_ref.dim() == 2:
             z_ref = z_ref[:, :, None, None].expand(B, V, Hg, Wg)
         raw = raw.float().permute(0, 1, 3, 4, 2)  # (B,V,Hg,Wg,C)
-        origin, direction = pixel_rays(cameras, Hg, Wg)  # (B,V,Hg,Wg,3)
-        forward = cameras.w2c[..., 2, :3]  # camera +z axis in world, (B,V,3)
-        cos = (direction * forward[:, :, None, None]).sum(-1, keepdim=True).clamp_min(1e-3)
-        z = z_ref[..., None] + depth_range * torch.tanh(raw[..., :1])
-        means = origin + direction * z.clamp_min(0.05) / cos + max_offset * torch.tanh(raw[..., 1 : 1 + OFFSET])
+        z = z_ref + depth_range * torch.tanh(raw[..., 0])  # camera-z depth per pixel, (B,V,Hg,Wg)
+        means = unproject_depth(cameras, z.clamp_min(0.05)) + max_offset * torch.tanh(raw[..., 1 : 1 + OFFSET])
         prior = None if rgb_prior is None else rgb_prior.permute(0, 1, 3, 4, 2)
         g = _activate(raw[..., 1:], means, log_scale_range, self.feature_dim, prior)
         return g._map(lambda t: t.reshape(B, V * Hg * Wg, *t.shape[4:]))

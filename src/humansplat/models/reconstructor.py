@@ -207,8 +207,9 @@ class Reconstructor(PretrainedModel):
         if prior_images is not None and prior_images.shape != images.shape:
             raise ValueError(f"prior_images {tuple(prior_images.shape)} must match images {tuple(images.shape)}")
         prior_images = None if prior_images is None or not c.photo_colors else self.prepare_inputs(prior_images, cameras, c.pixel_input)[0]
-        fine, fine_cameras = self.prepare_inputs(images, cameras, c.pixel_input)  # what the per-pixel path sees
+        images_in, cameras_in = images, cameras
         images, cameras = self.prepare_inputs(images, cameras)
+        fine, fine_cameras = (images, cameras) if c.pixel_input == c.image_size else self.prepare_inputs(images_in, cameras_in, c.pixel_input)
         B, V = images.shape[:2]
         flat = images.flatten(0, 1)
         with torch.no_grad():

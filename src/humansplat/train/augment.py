@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from PIL import Image

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from humansplat.cameras import Cameras, pixel_rays, project_points
+from humansplat.cameras import Cameras, project_points, unproject_depth
 from humansplat.data.crops import CROP_REGIONS
 from humansplat.gaussians import render
 from humansplat.models.reconstructor import Reconstructor
@@ -42,11 +42,8 @@ def framed_pixels(depths: Tensor, cameras: Cameras, photo: Cameras) -> Tensor:
 
     depths (B,S,1,H,W) camera z, 0 off the subject; cameras (B,S) of those views; photo (B,) the input view."""
     B, S, _, H, W = depths.shape
-    origin, direction = pixel_rays(cameras, H, W)  # (B,S,H,W,3)
-    forward = cameras.w2c[..., 2, :3]  # camera +z in world, (B,S,3)
-    cos = (direction * forward[:, :, None, None]).sum(-1).clamp_min(1e-3)
     z = depths[:, :, 0].float()
-    points = origin + direction * (z / cos)[..., None]
+    points = unproject_depth(cameras, z)  # (B,S,H,W,3)
     uv, zp = project_points(points.reshape(B, S * H * W, 3), photo)
     inside = (zp > 0) & (uv >= 0).all(-1) & (uv[..., 0] < photo.width) & (uv[..., 1] < photo.height)
     return ((z <= 0) | inside.reshape(B, S, H, W)).float()[:, :, None]
