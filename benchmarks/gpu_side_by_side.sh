@@ -5,6 +5,8 @@
 #                and every run of $RUNS for M minutes of step time (setsid: they outlive the call), report W s
 #   wait S       score the baseline ($BASE) with every protocol of $PROTOCOLS while the runs train; report S s
 #   final S      wait <= S s for the runs to end, score each run with every protocol, bring the exports back
+# GPU memory: a 512-px run (configs/pixels_512*.json, batch 16) needs more than 34 GiB. Two of them beside a 256-px run
+# outgrow an H100's 80 GB (all three died of OOM at their first steps); one beside two 256-px runs held 126 of an H200's 139.
 # NBENCH=0: no benchmark set and no scoring (train and bring the exports back).
 # RUNS: "name=config[:extra train args]" entries separated by ";". The default is this recipe's first use (the v4
 # reconstructor, its control, the generator's warm start from .carry/gen_v1: config.json + model.safetensors of
@@ -31,7 +33,13 @@ report() {
   local line name
   while read -r line; do name=${line%%=*}; [ -f $R/$name/log.txt ] && echo "$name: $(tail -n 1 $R/$name/log.txt | cut -c1-240)"; done < <(runs)
 }
-watch() { local end=$((SECONDS + $1)); while [ $SECONDS -lt $end ]; do sleep 30; report; done; }
+watch() {  # report every 30 s for $1 s; stop early once no training run is left (an OOM at the start ends them all)
+  local end=$((SECONDS + $1))
+  while [ $SECONDS -lt $end ]; do
+    sleep 30; report
+    pgrep -f "humansplat train" > /dev/null || { echo "no training run is left"; grep -l "OutOfMemoryError" $R/*.out 2> /dev/null | sed 's/$/: out of GPU memory/'; return; }
+  done
+}
 bench_ready() {
   while [ ! -f "$BENCH/SHA256SUMS" ]; do sleep 5; grep -q Traceback $R/bench.out 2> /dev/null && { cat $R/bench.out; return 1; }; done
 }
