@@ -15,7 +15,7 @@ Anchors (``models.anchors``) live in the world frame of the cameras, with the bo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,8 @@ class ReconstructorConfig:
     template_free_height: float = 1.7  # assumed subject height (m) placing template-free anchors
     template_free_shape: str = "cylinder"  # template-free anchors: "cylinder" (weights up to v5) or "silhouette" (the inflated
     # matte; v6 trains and uses it: no flat cut-outs, docs/reconstruct.md)
+    semantic_shift: tuple[float, ...] = ()  # added to the part logits at inference (one per class; () = none): the bias
+    # recalibration that undoes the training loss's class weights and balance (``humansplat.train.calibrate``)
     anchor_prior_occlusion: bool = False  # with photo_colors: an anchor hidden behind nearer ones takes the mean seen colour
     # of its part (template-free: of all seen anchors), not the colour of what hides it (a beard on the back of the head);
     # tried on v7, off: it spreads a beard over the whole back instead (docs/model.md, v7)
@@ -89,6 +91,8 @@ class ReconstructorConfig:
             raise ValueError(f"depth_reference must be 'surface' or 'centroid', got {self.depth_reference!r}")
         if self.window < 1:
             raise ValueError("window must be >= 1")
+        if self.semantic_shift and len(self.semantic_shift) != self.num_classes:
+            raise ValueError(f"semantic_shift has {len(self.semantic_shift)} values for {self.num_classes} classes")
         if self.pixel_size and (self.pixel_size < self.image_size or self.pixel_size % self.image_size):
             raise ValueError(f"pixel_size {self.pixel_size} must be 0 or a multiple of image_size {self.image_size}")
 
@@ -144,6 +148,7 @@ class Reconstructor(PretrainedModel):
                                     zoom=c.pixel_input // c.image_size)
         self.anchor_head = AnchorHead(c.dim, c.gaussians_per_anchor, c.feature_dim)
         self.semantic_decoder = nn.Linear(c.feature_dim, c.num_classes)
+        self.register_buffer("semantic_shift", torch.tensor(c.semantic_shift or [0.0] * c.num_classes), persistent=False)
         # fixed subsample of the body template (set once by ``set_anchor_template``; saved with the weights)
         self.register_buffer("anchor_index", torch.full((c.num_anchors,), -1, dtype=torch.long))
 
@@ -265,9 +270,16 @@ class Reconstructor(PretrainedModel):
             state[f"{name}.weight"], state[f"{name}.bias"] = zero_rgb_rows(state[f"{name}.weight"], state[f"{name}.bias"], group, first)
         return state
 
-    def decode_semantics(self, features: Tensor) -> Tensor:
-        """Rendered (or per-Gaussian) semantic features (..., F) -> part logits (..., num_classes)."""
-        return self.semantic_decoder(features.to(self.semantic_decoder.weight.dtype))
+    def set_semantic_shift(self, shift: tuple[float, ...]) -> None:
+        """Record a part-logit shift (``config.semantic_shift``; see ``humansplat.train.calibrate``)."""
+        self.config = replace(self.config, semantic_shift=tuple(float(v) for v in shift))  # checks the length
+        self.semantic_shift.copy_(torch.tensor(self.config.semantic_shift))
+
+    def decode_semantics(self, features: Tensor, calibrated: bool = True) -> Tensor:
+        """Rendered (or per-Gaussian) semantic features (..., F) -> part logits (..., num_classes); ``calibrated``
+        adds ``config.semantic_shift`` (what inference wants; the training loss takes the raw logits)."""
+        logits = self.semantic_decoder(features.to(self.semantic_decoder.weight.dtype))
+        return logits + self.semantic_shift.to(logits.dtype) if calibrated else logits
 
     # ---- files ----
     def load_encoder(self, autoencoder_state: dict[str, Tensor], scale: float) -> None:

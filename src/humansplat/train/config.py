@@ -49,6 +49,8 @@ class TrainConfig:
     checkpoint_minutes: float = 1.0
     keep_checkpoints: int = 2  # complete checkpoints kept in the run directory (older ones are removed)
     render_backend: str = "auto"
+    calibrate_subjects: int = 32  # reconstructor (body anchors): fresh engine subjects its part-logit shift is fitted on at
+    # the last checkpoint (humansplat.train.calibrate; the weights' config.json records it); 0: none
 
     def __post_init__(self) -> None:
         if self.amp not in ("bf16", "none"):

@@ -77,7 +77,7 @@ class ReconstructionStep(nn.Module):
             alpha = out.alpha.flatten(0, 1).permute(0, 3, 1, 2)
             logits = None
             if out.features is not None:
-                logits = self.model.decode_semantics(out.features.flatten(0, 1)).permute(0, 3, 1, 2)
+                logits = self.model.decode_semantics(out.features.flatten(0, 1), calibrated=False).permute(0, 3, 1, 2)
             target = images[:, plan.supervised].flatten(0, 1).float()
             masks = batch["masks"][:, plan.supervised].flatten(0, 1).float()
             labels = batch["labels"][:, plan.supervised].flatten(0, 1).long() if "labels" in batch else None
@@ -145,6 +145,6 @@ class ReconstructionStep(nn.Module):
         out = render(gaussians, batch["crop_cameras"], background=1.0, backend=self.render_backend)
         pick = lambda t: t.flatten(0, 1)[valid]
         rgb, alpha = pick(out.rgb).permute(0, 3, 1, 2), pick(out.alpha).permute(0, 3, 1, 2)
-        logits = None if out.features is None else self.model.decode_semantics(pick(out.features)).permute(0, 3, 1, 2)
+        logits = None if out.features is None else self.model.decode_semantics(pick(out.features), calibrated=False).permute(0, 3, 1, 2)
         labels = pick(batch["crop_labels"]).long() if "crop_labels" in batch else None
         return self.loss(rgb, alpha, logits, pick(batch["crop_images"]).float(), pick(batch["crop_masks"]).float(), labels)

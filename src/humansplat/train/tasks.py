@@ -28,6 +28,7 @@ from humansplat.models import (
 from humansplat.models.generator import repatch_weights
 from humansplat.models.heads import upsample_unpatch
 from humansplat.train.augment import degrade_photo, perturb_body
+from humansplat.train.calibrate import CALIBRATION_SEED, calibrate_semantics
 from humansplat.train.config import TrainConfig
 from humansplat.train.losses import ReconstructionLoss
 from humansplat.train.novelview import (
@@ -65,8 +66,8 @@ class Task:
         raise NotImplementedError
 
     @torch.no_grad()
-    def finish(self, model: PretrainedModel, engine) -> None:
-        """Called before every checkpoint (e.g. to set data-dependent constants)."""
+    def finish(self, model: PretrainedModel, engine, final: bool = False) -> None:
+        """Called before every checkpoint (e.g. to set data-dependent constants); ``final``: the run's last one."""
 
     def warm_start(self, model: PretrainedModel, directory: str, skip: tuple[str, ...]) -> None:
         """Start from other weights of the same kind; tensors under the ``skip`` prefixes stay freshly initialised.
@@ -129,7 +130,7 @@ class AutoencoderTask(Task):
         return loss, {k: torch.tensor(v) for k, v in logs.items()}, None
 
     @torch.no_grad()
-    def finish(self, model: Autoencoder, engine) -> None:
+    def finish(self, model: Autoencoder, engine, final: bool = False) -> None:
         """Set the latent scale to 1 / std of latents over a few fresh batches (rank 0's is saved)."""
         was_training = model.training
         model.eval()
@@ -180,6 +181,16 @@ class ReconstructorTask(Task):
             raise ValueError("warm start: the source weights predict colours as residuals on the photo's (photo_colors); "
                              "set \"photo_colors\": true in the config's model")
         return state, "; ".join(notes)
+
+    def finish(self, model: Reconstructor, engine, final: bool = False) -> None:
+        """At the last checkpoint: fit the part-logit shift that undoes the loss's class weighting."""
+        if not final or self.cfg.calibrate_subjects <= 0 or model.config.anchor_mode != "body":
+            return
+        was_training = model.training
+        model.eval()
+        gen = torch.Generator().manual_seed(self.cfg.seed + CALIBRATION_SEED)
+        model.set_semantic_shift(calibrate_semantics(model, engine, self.cfg.calibrate_subjects, gen))
+        model.train(was_training)
 
     def step_module(self, model: Reconstructor) -> nn.Module:
         loss = ReconstructionLoss(self.cfg.loss).to(self.device)
