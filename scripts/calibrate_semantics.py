@@ -1,6 +1,6 @@
 """Fit a reconstructor's part-logit shift (``humansplat.train.calibrate``) and write it into its config.json.
 
-    python scripts/calibrate_semantics.py WEIGHTS --train-config configs/portraits.json [--subjects 32] [--seed 0]
+    python scripts/calibrate_semantics.py WEIGHTS --train-config configs/portraits.json [--subjects 32] [--seed S] [--dry-run]
 
 The subjects come from the engine with the training config's ``data`` section (its face and hand crops off: whole
 views are what a user sees), drawn from ``--seed``, which the benchmark set never uses. Only config.json changes
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = SyntheticEngine(EngineConfig.from_dict(data), device)
     with tqdm(total=-(-args.subjects // args.batch_size), desc="calibration batches") as bar:
         shift = calibrate_semantics(model, engine, args.subjects, torch.Generator().manual_seed(args.seed), args.batch_size, bar)
-    model.config = replace(model.config, semantic_shift=shift)  # validates the length
+    model.set_semantic_shift(shift)  # checks the length
     for name, value in sorted(zip(SAPIENS_CLASSES, shift), key=lambda kv: kv[1]):
         print(f"{name:16s} {value:+.3f}")
     if not args.dry_run:

@@ -83,9 +83,9 @@ def main(argv: list[str]) -> int:
         seen["lrs"].append((self.step + 1, float(self.optimizer.param_groups[0]["lr"])))
         return logs
 
-    def save_checkpoint(self, final=False):
+    def save_checkpoint(self, last=False):
         seen["checkpoints"].append(self.step)
-        return real_save(self, final)
+        return real_save(self, last)
 
     def fit(self):
         seen.update(data_seed=self.generator.initial_seed(), view_seed=self.cpu_gen.initial_seed(), world=self.world,

@@ -156,13 +156,13 @@ class Trainer:
         return SummaryWriter(str(self.run_dir / "tb"))
 
     # ---- checkpoints ----
-    def save_checkpoint(self, final: bool = False) -> Path | None:
+    def save_checkpoint(self, last: bool = False) -> Path | None:
         """One directory per checkpoint, complete or absent; the newest ``keep_checkpoints`` are kept.
-        ``final``: the run's last (the task may finish its model further, e.g. calibrate it)."""
+        ``last``: the run's last (the task may finish its model further, e.g. calibrate it)."""
         self.last_checkpoint = time.monotonic()
         if not self.main:
             return None
-        self.task.finish(self.model, self.engine, final)  # only what rank 0 saves needs it
+        self.task.finish(self.model, self.engine, last)  # only what rank 0 saves needs it
         root = self.run_dir / CHECKPOINTS
         final = root / f"step-{self.step:08d}"
         with atomic_dir(final) as tmp:
@@ -292,7 +292,7 @@ class Trainer:
             self.timer.step_done()
         bar.close()
         timing = self.timer.summary()  # the loop's steps; the final checkpoint is not one of them
-        self.save_checkpoint(final=True)
+        self.save_checkpoint(last=True)
         if self.writer is not None:
             self.writer.close()
         ranks = [timing]
